@@ -1,0 +1,252 @@
+"""Make takes the way browsers upload them, with PyAV: for tests, benchmarks and the demo.
+
+A take is a folder of chunks (``video_{n}.webm``, ``audio_{n}.webm`` or ``av_{n}.webm``).
+``make_take`` records a synthetic source (a moving picture, a tone, silence or given
+speech samples) and cuts it like MediaRecorder does:
+
+- ``split``: one recording cut into pieces at arbitrary byte offsets (only chunk 0 has a
+  header), as ``MediaRecorder.start(timeslice)`` uploads it;
+- ``restarted``: a recorder restarted for every chunk, each chunk a whole file whose
+  timestamps start again at 0;
+- ``av``: like ``split``, with audio and video in one recording.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import av
+import numpy as np
+
+VideoCodec = Literal["vp8", "vp9", "h264"]
+AudioSource = Literal["tone", "silence"]
+TakeLayout = Literal["split", "restarted", "av"]
+
+_ENCODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9", "h264": "libx264"}
+AUDIO_RATE = 48_000
+
+
+@dataclass(frozen=True)
+class TakeSpec:
+    """What ``make_take`` recorded: the truth a test compares the output with."""
+
+    folder: Path
+    duration: float
+    video_frames: int
+    video_codec: VideoCodec | None
+    audio: bool
+    size: tuple[int, int]
+    chunk_names: list[str] = field(default_factory=list)
+
+
+def _video_times(duration: float, fps: float, vfr: bool, seed: int) -> list[float]:
+    """Frame times in seconds: every 1/fps, or with frames dropped at random for VFR."""
+    rng = random.Random(seed)
+    times = [i / fps for i in range(round(duration * fps))]
+    if vfr:
+        times = [t for i, t in enumerate(times) if i == 0 or rng.random() > 0.35]
+    return times
+
+
+def _picture(index: int, width: int, height: int) -> np.ndarray:
+    """A cheap moving picture: a diagonal gradient that slides a little each frame."""
+    x = np.arange(width, dtype=np.uint16)[None, :]
+    y = np.arange(height, dtype=np.uint16)[:, None]
+    luma = ((x + y + index * 4) % 256).astype(np.uint8)
+    rgb = np.stack([luma, np.roll(luma, index, axis=1), 255 - luma], axis=-1)
+    return np.ascontiguousarray(rgb)
+
+
+def _samples(source: AudioSource | np.ndarray, start: int, count: int) -> np.ndarray:
+    """``count`` mono float32 samples at 48 kHz from sample ``start`` of the source."""
+    if isinstance(source, np.ndarray):
+        chunk = source[start : start + count]
+        if len(chunk) < count:
+            chunk = np.concatenate([chunk, np.zeros(count - len(chunk), np.float32)])
+        return chunk.astype(np.float32)
+    if source == "silence":
+        return np.zeros(count, np.float32)
+    n = np.arange(start, start + count)
+    return (0.3 * np.sin(2 * np.pi * 440.0 * n / AUDIO_RATE)).astype(np.float32)
+
+
+def _in_gap(t: float, gap: tuple[float, float] | None) -> bool:
+    return gap is not None and gap[0] <= t < gap[0] + gap[1]
+
+
+def record(
+    path: Path,
+    *,
+    start: float,
+    end: float,
+    video_codec: VideoCodec | None,
+    audio: AudioSource | np.ndarray | None,
+    size: tuple[int, int] = (320, 240),
+    fps: float = 30.0,
+    vfr: bool = False,
+    gap: tuple[float, float] | None = None,
+    seed: int = 0,
+) -> int:
+    """Record [start, end) of the synthetic source into one file; returns its frame count.
+
+    Timestamps in the file start at 0 (as a freshly started recorder writes them).
+    """
+    fmt = "matroska" if video_codec == "h264" else "webm"
+    frames = 0
+    with av.open(str(path), "w", format=fmt) as out:
+        vstream: Any = None
+        astream: Any = None
+        if video_codec is not None:
+            vstream = out.add_stream(_ENCODERS[video_codec], rate=int(fps))
+            vstream.width, vstream.height = size
+            vstream.pix_fmt = "yuv420p"
+            vstream.codec_context.time_base = Fraction(1, 1000)
+            if video_codec == "h264":
+                vstream.options = {"preset": "ultrafast", "bf": "0"}
+            else:
+                vstream.options = {"deadline": "realtime", "cpu-used": "8", "b": "400k"}
+        if audio is not None:
+            astream = out.add_stream("libopus", rate=AUDIO_RATE)
+            astream.layout = "mono"
+        items: list[tuple[float, str]] = []
+        if vstream is not None:
+            all_times = _video_times(end, fps, vfr, seed)
+            items += [(t, "v") for t in all_times if start <= t < end and not _in_gap(t, gap)]
+        if astream is not None:
+            step = 960 / AUDIO_RATE
+            n = 0
+            while start + n * step < end - 1e-9:
+                t = start + n * step
+                if not _in_gap(t, gap):
+                    items.append((t, "a"))
+                n += 1
+        items.sort()
+        for t, kind in items:
+            rel = t - start
+            if kind == "v" and vstream is not None:
+                index = round(t * fps)
+                vf = av.VideoFrame.from_ndarray(_picture(index, *size), format="rgb24")
+                vf = vf.reformat(format="yuv420p")
+                vf.pts = round(rel * 1000)
+                vf.time_base = Fraction(1, 1000)
+                for packet in vstream.encode(vf):
+                    out.mux(packet)
+                frames += 1
+            elif kind == "a" and astream is not None and audio is not None:
+                first = round(t * AUDIO_RATE)
+                data = _samples(audio, first, 960).reshape(1, -1)
+                af = av.AudioFrame.from_ndarray(data, format="flt", layout="mono")
+                af.sample_rate = AUDIO_RATE
+                af.pts = round(rel * AUDIO_RATE)
+                af.time_base = Fraction(1, AUDIO_RATE)
+                for packet in astream.encode(af):
+                    out.mux(packet)
+        for stream in (vstream, astream):
+            if stream is not None:
+                for packet in stream.encode(None):
+                    out.mux(packet)
+    return frames
+
+
+def split_bytes(data: bytes, pieces: int, seed: int = 0) -> Iterator[bytes]:
+    """Cut ``data`` into ``pieces`` parts at arbitrary (not cluster-aligned) offsets."""
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(data)), pieces - 1)) if pieces > 1 else []
+    edges = [0, *cuts, len(data)]
+    for a, b in itertools.pairwise(edges):
+        yield data[a:b]
+
+
+def make_take(
+    folder: Path,
+    *,
+    duration: float = 3.0,
+    video_codec: VideoCodec | None = "vp8",
+    audio: AudioSource | np.ndarray | None = "tone",
+    layout: TakeLayout = "split",
+    chunks: int = 3,
+    size: tuple[int, int] = (320, 240),
+    fps: float = 30.0,
+    vfr: bool = False,
+    gap: tuple[float, float] | None = None,
+    first_index: int = 0,
+    seed: int = 0,
+) -> TakeSpec:
+    """Record a take and upload it into ``folder`` as a browser client would name it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = "mkv" if video_codec == "h264" else "webm"
+    names: list[str] = []
+    frames = 0
+
+    def write(name: str, data: bytes) -> None:
+        (folder / name).write_bytes(data)
+        names.append(name)
+
+    if layout == "restarted":
+        edges = [duration * i / chunks for i in range(chunks + 1)]
+        for i, (a, b) in enumerate(itertools.pairwise(edges)):
+            n = first_index + i
+            kinds: list[tuple[str, VideoCodec | None, AudioSource | np.ndarray | None]] = []
+            if video_codec is not None:
+                kinds.append(("video", video_codec, None))
+            if audio is not None:
+                kinds.append(("audio", None, audio))
+            for kind, vc, au in kinds:
+                path = folder / f"{kind}_{n}.{ext if vc else 'webm'}"
+                frames += record(
+                    path,
+                    start=a,
+                    end=b,
+                    video_codec=vc,
+                    audio=au,
+                    size=size,
+                    fps=fps,
+                    vfr=vfr,
+                    gap=gap,
+                    seed=seed,
+                )
+                names.append(path.name)
+    else:
+        tracks: list[tuple[str, VideoCodec | None, AudioSource | np.ndarray | None]]
+        if layout == "av":
+            tracks = [("av", video_codec, audio)]
+        else:
+            tracks = []
+            if video_codec is not None:
+                tracks.append(("video", video_codec, None))
+            if audio is not None:
+                tracks.append(("audio", None, audio))
+        for kind, vc, au in tracks:
+            whole = folder / f".whole_{kind}"
+            got = record(
+                whole,
+                start=0.0,
+                end=duration,
+                video_codec=vc,
+                audio=au,
+                size=size,
+                fps=fps,
+                vfr=vfr,
+                gap=gap,
+                seed=seed,
+            )
+            frames += got
+            suffix = ext if vc else "webm"
+            for i, piece in enumerate(split_bytes(whole.read_bytes(), chunks, seed)):
+                write(f"{kind}_{first_index + i}.{suffix}", piece)
+            whole.unlink()
+    return TakeSpec(
+        folder=folder,
+        duration=duration,
+        video_frames=frames,
+        video_codec=video_codec,
+        audio=audio is not None,
+        size=size,
+        chunk_names=names,
+    )
