@@ -1,0 +1,142 @@
+"""Every setting of the service: one pydantic-settings class, from the environment and .env.
+
+A missing or invalid setting stops start-up with one line naming it (``SettingsError``).
+Secrets are ``SecretStr``: they print as ``**********`` wherever they end up.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Source = Literal["cloudflare", "sqs", "local"]
+
+
+class SettingsError(Exception):
+    """A setting that stops start-up; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # The bucket (names kept from the original service).
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    account_id: str | None = None
+    s3_bucket_name: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "auto"
+
+    # Where events come from; unset means local unless a queue is configured.
+    source: Source | None = None
+    cf_queue_id: str | None = None
+    cf_api_token: SecretStr | None = None
+    cf_api_base: str = "https://api.cloudflare.com/client/v4"
+    cf_batch_size: int = Field(10, ge=1, le=100)
+    cf_visibility_timeout_ms: int = Field(900_000, ge=1_000, le=43_200_000)
+    cf_retry_delay_seconds: int = Field(30, ge=0, le=86_400)
+    sqs_queue_url: str | None = None
+    sqs_wait_seconds: int = Field(20, ge=0, le=20)
+    sqs_endpoint_url: str | None = None
+    sqs_region: str = "us-east-1"
+    local_root: Path = Path("whisp-data")
+    work_dir: Path = Path(tempfile.gettempdir()) / "whisp"
+
+    # Layout and the service's behaviour.
+    recordings_prefix: str = "recordings"
+    marker_name: str = "done.json"
+    concurrency: int = Field(1, ge=1, le=64)
+    lease_seconds: float = Field(120, gt=0)
+    chunk_wait_seconds: float = Field(600, ge=0)
+    drain_seconds: float = Field(60, ge=0)
+    sweep_interval_seconds: float = Field(0, ge=0)
+    poll_interval_seconds: float = Field(1.0, gt=0)
+
+    # Media and transcription.
+    whisper_engine: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    whisper_model: str = "tiny.en"
+    whisper_device: str = "auto"
+    whisper_compute_type: str | None = None
+    whisper_threads: int = Field(0, ge=0)
+    whisper_model_dir: Path | None = None
+    language: str | None = None
+    audio_output: Literal["wav", "m4a", "none"] = "wav"
+    video_preset: str = "veryfast"
+    video_crf: int = Field(23, ge=0, le=51)
+
+    # Limits, checked before heavy work.
+    max_duration_seconds: float = Field(4 * 3600, gt=0)
+    max_width: int = Field(3840, gt=0)
+    max_height: int = Field(2160, gt=0)
+    max_total_bytes: int = Field(20 * 1024**3, gt=0)
+
+    # Operation.
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_port: int | None = None
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _choose_source(self) -> Settings:
+        if self.source is None:
+            if self.cf_queue_id:
+                self.source = "cloudflare"
+            elif self.sqs_queue_url:
+                self.source = "sqs"
+            else:
+                self.source = "local"
+        needs: dict[str, list[str]] = {
+            "cloudflare": ["cf_queue_id", "cf_api_token", "account_id", "s3_bucket_name"],
+            "sqs": ["sqs_queue_url", "s3_bucket_name"],
+            "local": [],
+        }
+        for name in needs[self.source]:
+            if not getattr(self, name):
+                raise ValueError(f"{name.upper()} is required when SOURCE={self.source}")
+        if self.source == "cloudflare" and not (
+            self.s3_access_key_id and self.s3_secret_access_key
+        ):
+            raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are required for R2")
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
+        return self
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """S3_ENDPOINT_URL, else the R2 endpoint of ACCOUNT_ID, else AWS's default."""
+        if self.s3_endpoint_url:
+            return self.s3_endpoint_url
+        if self.account_id:
+            return f"https://{self.account_id}.r2.cloudflarestorage.com"
+        return None
+
+    @property
+    def sweep_interval(self) -> float:
+        """The reconcile sweep's interval; always on for the local source."""
+        if self.source == "local" and not self.sweep_interval_seconds:
+            return 5.0
+        return self.sweep_interval_seconds
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log filter that makes sure none is ever printed."""
+        values = [self.s3_secret_access_key, self.cf_api_token, self.webhook_secret]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a bad one raises ``SettingsError`` naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        error = e.errors()[0]
+        name = ".".join(str(p) for p in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{name}: {message}" if name else message) from None

@@ -1,0 +1,60 @@
+"""Worker processes for the CPU work, so the event loop never blocks and a crash in a
+codec fails one take, not the service. Each worker keeps its Whisper model between takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from whisp.pipeline.errors import TakeError
+from whisp.pipeline.process import TakeOptions, TakeResult, process_take
+
+
+class WorkerCrashed(TakeError):
+    """The worker process died while processing the take (a codec crash, memory)."""
+
+    kind = "worker_crashed"
+
+
+def _init_worker() -> None:
+    import signal
+
+    # The service drains on SIGINT/SIGTERM; workers finish their take meanwhile.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class WorkerPool:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._executor = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            self.size, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+        )
+
+    async def process(
+        self, chunk_dir: Path, out_dir: Path, work_dir: Path, options: TakeOptions
+    ) -> TakeResult:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._executor, process_take, chunk_dir, out_dir, work_dir, options
+            )
+        except BrokenProcessPool:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._new()
+            raise WorkerCrashed("the worker process died while processing the take") from None
+
+    def close(self) -> None:
+        """Stop the workers now: a take still running in one is abandoned (its lease is
+        released and its message comes back), not waited for."""
+        processes = list(getattr(self._executor, "_processes", {}).values())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
