@@ -329,6 +329,9 @@ class _AudioSink:
             format="fltp",
             layout=self.layout,
             rate=AUDIO_RATE,
+            # A frame size also keeps PyAV from passing matching frames through untouched,
+            # which would skip the gap filling; 1024 is AAC's own frame size.
+            frame_size=1024,
             options={"async": "1", "first_pts": "0"},
         )
         self.out = out

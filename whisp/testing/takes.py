@@ -91,6 +91,7 @@ def record(
     fps: float = 30.0,
     vfr: bool = False,
     gap: tuple[float, float] | None = None,
+    audio_start: float = 0.0,
     seed: int = 0,
 ) -> int:
     """Record [start, end) of the synthetic source into one file; returns its frame count.
@@ -123,10 +124,11 @@ def record(
             n = 0
             while start + n * step < end - 1e-9:
                 t = start + n * step
-                if not _in_gap(t, gap):
+                if not _in_gap(t, gap) and t >= audio_start:
                     items.append((t, "a"))
                 n += 1
         items.sort()
+        audio_pts: list[int] = []  # the encoder re-times audio; keep the recorder's times
         for t, kind in items:
             rel = t - start
             if kind == "v" and vstream is not None:
@@ -145,13 +147,24 @@ def record(
                 af.sample_rate = AUDIO_RATE
                 af.pts = round(rel * AUDIO_RATE)
                 af.time_base = Fraction(1, AUDIO_RATE)
+                audio_pts.append(af.pts)
                 for packet in astream.encode(af):
+                    _stamp(packet, audio_pts)
                     out.mux(packet)
         for stream in (vstream, astream):
             if stream is not None:
                 for packet in stream.encode(None):
+                    if stream is astream:
+                        _stamp(packet, audio_pts)
                     out.mux(packet)
     return frames
+
+
+def _stamp(packet: Any, times: list[int]) -> None:
+    """Give an Opus packet the time of the frame it encodes (one frame, one packet)."""
+    if times:
+        packet.pts = packet.dts = times.pop(0)
+        packet.time_base = Fraction(1, AUDIO_RATE)
 
 
 def split_bytes(data: bytes, pieces: int, seed: int = 0) -> Iterator[bytes]:
@@ -176,6 +189,7 @@ def make_take(
     vfr: bool = False,
     gap: tuple[float, float] | None = None,
     first_index: int = 0,
+    audio_start: float = 0.0,
     seed: int = 0,
 ) -> TakeSpec:
     """Record a take and upload it into ``folder`` as a browser client would name it."""
@@ -209,6 +223,7 @@ def make_take(
                     fps=fps,
                     vfr=vfr,
                     gap=gap,
+                    audio_start=audio_start,
                     seed=seed,
                 )
                 names.append(path.name)
@@ -234,6 +249,7 @@ def make_take(
                 fps=fps,
                 vfr=vfr,
                 gap=gap,
+                audio_start=audio_start,
                 seed=seed,
             )
             frames += got
