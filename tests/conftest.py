@@ -18,7 +18,9 @@ if not FIXTURE.is_dir():  # an installed checkout without ../shared: the demo ta
     FIXTURE = ROOT / "whisp" / "demo_take"
 SCRIPT = (
     "Good morning everyone. This is the weekly engineering sync. First item on the agenda "
-    "is the release schedule. We plan to ship version two point one next Tuesday."
+    "is the release schedule. We plan to ship version two point one next Tuesday. Second "
+    "item is the database migration, which finished last night without errors. Third, we "
+    "need volunteers for the on call rotation in December."
 )
 
 
