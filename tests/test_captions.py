@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 
 import srt
@@ -48,7 +49,7 @@ def test_long_segments_become_cues_of_two_short_lines() -> None:
         lines = cue.text.split("\n")
         assert len(lines) <= 2 and all(len(line) <= 42 for line in lines)
     assert cues[0].start == 1.0 and cues[-1].end == 9.0
-    assert all(a.end <= b.start for a, b in zip(cues, cues[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(cues))
     assert " ".join(c.text.replace("\n", " ") for c in cues) == LONG
 
 
@@ -69,7 +70,7 @@ def test_json_has_the_original_fields_plus_words_engine_duration() -> None:
             take="1",
             user_id="u",
             timestamp="t",
-        )  # fmt: skip
+        )
     )
     for name in ("meeting_id", "take", "user_id", "timestamp", "model_used", "language",
                  "full_text", "segments", "engine", "duration"):  # fmt: skip

@@ -99,7 +99,7 @@ def test_zero_byte_later_chunk_is_skipped_with_a_warning(tmp_path: Path) -> None
 def test_empty_first_chunk_is_a_clear_error(tmp_path: Path) -> None:
     make_take(tmp_path, chunks=2, duration=1.0)
     (tmp_path / "video_0.webm").write_bytes(b"")
-    with pytest.raises(BadChunks, match="first video chunk video_0.webm is empty"):
+    with pytest.raises(BadChunks, match=r"first video chunk video_0\.webm is empty"):
         plan_take(tmp_path)
 
 

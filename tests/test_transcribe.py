@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def check_captions(result: TakeResult, duration: float) -> list[srt.Subtitle]:
     assert cues, "the speech gave no captions"
     times = [(c.start.total_seconds(), c.end.total_seconds()) for c in cues]
     assert all(0 <= s < e <= duration for s, e in times)
-    assert all(a[1] <= b[0] for a, b in zip(times, times[1:], strict=False))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(times))
     in_mp4 = subtitles(result.outputs["video"])
     assert len(in_mp4) == len(cues) == result.cues
     assert result.captions == f"embedded: {len(cues)} cues"
