@@ -15,7 +15,9 @@ from whisp.testing.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
 QUEUE = "a" * 32
 
 
-def client(emulator: QueueEmulator, token: str = TOKEN, visibility_ms: int = 60_000) -> CloudflareQueue:
+def client(
+    emulator: QueueEmulator, token: str = TOKEN, visibility_ms: int = 60_000
+) -> CloudflareQueue:
     return CloudflareQueue(api_base=emulator.api_base, account_id=ACCOUNT, queue_id=QUEUE,
                            token=token, batch_size=100, visibility_timeout_ms=visibility_ms)  # fmt: skip
 
@@ -26,7 +28,9 @@ async def test_pull_decodes_r2_events_and_ack_removes_them(emulator: QueueEmulat
         emulator.send(QUEUE, r2_event(f"recordings/m/t/u/video_{i}.webm"))
     queue = client(emulator)
     messages = await queue.receive(10)
-    assert [m.events[0].key for m in messages] == [f"recordings/m/t/u/video_{i}.webm" for i in range(3)]
+    assert [m.events[0].key for m in messages] == [
+        f"recordings/m/t/u/video_{i}.webm" for i in range(3)
+    ]
     assert all(m.attempts == 1 for m in messages)
     await queue.ack(messages)
     assert emulator.backlog(QUEUE) == 0 and len(emulator.acked(QUEUE)) == 3
@@ -119,7 +123,9 @@ async def test_emulator_error_envelopes(emulator: QueueEmulator) -> None:
         body = {"body": {"a": 1}, "content_type": "json"}
         async with http.post(f"{base}/{QUEUE}/messages", json=body, headers=headers) as r:
             assert (await r.json())["success"] is True
-        async with http.post(f"{base}/{QUEUE}/messages/pull", json={"batch_size": 5}, headers=headers) as r:
+        async with http.post(
+            f"{base}/{QUEUE}/messages/pull", json={"batch_size": 5}, headers=headers
+        ) as r:
             message = (await r.json())["result"]["messages"][0]
     assert json.loads(base64.b64decode(message["body"])) == {"a": 1}
     assert message["metadata"]["CF-Content-Type"] == "json"

@@ -47,5 +47,7 @@ def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert "very-secret-key-123" not in repr(settings) + str(settings.model_dump())
     redact = RedactSecrets(settings.secrets)
-    event = redact(None, "info", {"event": "url https://x?t=cf-token-456789", "n": ["very-secret-key-123"]})
+    event = redact(
+        None, "info", {"event": "url https://x?t=cf-token-456789", "n": ["very-secret-key-123"]}
+    )
     assert "cf-token-456789" not in str(event) and "very-secret-key-123" not in str(event)

@@ -57,7 +57,9 @@ async def test_upload_sets_content_type(bucket: str, tmp_path: Path) -> None:
     await storage.close()
 
 
-async def test_large_upload_is_multipart_and_whole(bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_large_upload_is_multipart_and_whole(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import whisp.consumer.storage as module
 
     monkeypatch.setattr(module, "MULTIPART_THRESHOLD", 6 * 1024 * 1024)

@@ -196,10 +196,12 @@ class Service:
             raise
         except StorageError as e:
             log.warning("storage error; will retry", take=str(ref), error=str(e))
-            return Outcome("retry", str(e), retry_delay(attempts, 10.0))
+            delay = retry_delay(attempts, self.settings.retry_delay_seconds)
+            return Outcome("retry", str(e), delay)
         except Exception as e:
             log.exception("unexpected error; will retry", take=str(ref))
-            return Outcome("retry", f"{type(e).__name__}: {e}", retry_delay(attempts, 30.0))
+            delay = retry_delay(attempts, self.settings.retry_delay_seconds * 3)
+            return Outcome("retry", f"{type(e).__name__}: {e}", delay)
         finally:
             self.active.discard(ref)
 

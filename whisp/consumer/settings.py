@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     cf_api_base: str = "https://api.cloudflare.com/client/v4"
     cf_batch_size: int = Field(10, ge=1, le=100)
     cf_visibility_timeout_ms: int = Field(900_000, ge=1_000, le=43_200_000)
-    cf_retry_delay_seconds: int = Field(30, ge=0, le=86_400)
     sqs_queue_url: str | None = None
     sqs_wait_seconds: int = Field(20, ge=0, le=20)
     sqs_endpoint_url: str | None = None
@@ -54,6 +53,7 @@ class Settings(BaseSettings):
     concurrency: int = Field(1, ge=1, le=64)
     lease_seconds: float = Field(120, gt=0)
     chunk_wait_seconds: float = Field(600, ge=0)
+    retry_delay_seconds: float = Field(10, ge=0, le=3600)
     drain_seconds: float = Field(60, ge=0)
     sweep_interval_seconds: float = Field(0, ge=0)
     poll_interval_seconds: float = Field(1.0, gt=0)

@@ -274,7 +274,8 @@ def _missing(chunks: list[ObjectInfo], options: MarkerOptions) -> dict[str, list
     video_kind = "av" if "av" in by_kind else "video"
     expected = {video_kind: options.video_chunks, "audio": options.audio_chunks}
     missing = {}
-    for kind in {*by_kind, *(k for k, v in expected.items() if v)}:
+    kinds = {*by_kind, *(k for k, v in expected.items() if v)}
+    for kind in sorted(kinds, key=lambda k: (k != video_kind, k)):
         gone = missing_indices(by_kind.get(kind, []), expected.get(kind))
         if gone:
             missing[kind] = gone
