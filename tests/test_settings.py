@@ -28,7 +28,7 @@ def test_missing_setting_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_invalid_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONCURRENCY", "lots")
-    with pytest.raises(SettingsError, match="^CONCURRENCY: "):
+    with pytest.raises(SettingsError, match=r"^CONCURRENCY: "):
         load_settings()
 
 
