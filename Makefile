@@ -30,7 +30,8 @@ demo: $(STAMP)
 	$(BIN)/whisp demo
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m pip install -q imageio-ffmpeg
+	$(BIN)/python bench/run.py all
 
 clean:
 	rm -rf $(VENV) demo .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,240 @@
+"""whisp's benchmarks: each prints a ratio against the alternative measured in the same run.
+
+    python bench/run.py video    [--minutes 10]   whisp process vs the FFmpeg CLI, same work
+    python bench/run.py copy     [--minutes 10]   an H.264 source: stream copy, x realtime
+    python bench/run.py memory   [--minutes 10 60] peak memory, long take vs short take
+    python bench/run.py whisper                   faster-whisper vs openai-whisper, same model
+    python bench/run.py queue    [--messages 5000] non-marker acks per second, marker to done
+    python bench/run.py all
+
+The FFmpeg CLI comes from the imageio-ffmpeg wheel (whisp itself needs no CLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CACHE = ROOT / "bench" / "out"
+
+from whisp.testing.takes import make_take  # noqa: E402
+
+
+def take(name: str, **kwargs: Any) -> Path:
+    """A benchmark take, made once and kept under bench/out/."""
+    folder = CACHE / name
+    if not (folder / ".made").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        started = time.monotonic()
+        make_take(folder, **kwargs)
+        (folder / ".made").write_text(str(time.monotonic() - started))
+    return folder
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    """Wall time and the child's peak RSS (KiB) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(peak, before)
+
+
+def peak_rss(cmd: list[str]) -> int:
+    """Peak RSS (KiB) of a command, measured in a fresh process so earlier runs don't count."""
+    code = (
+        "import resource, subprocess, sys; "
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *cmd], check=True, capture_output=True, text=True)
+    return int(out.stdout.strip())
+
+
+WHISP = [sys.executable, "-m", "whisp.consumer.cli", "process"]
+
+
+def bench_video(minutes: float) -> None:
+    import imageio_ffmpeg
+
+    folder = take(f"vp8-720p-{minutes:g}min", duration=minutes * 60, size=(1280, 720), chunks=max(2, int(minutes * 30)))
+    out = Path(tempfile.mkdtemp())
+    whisp_s, _ = timed([*WHISP, str(folder), "--out", str(out / "w"), "--skip-transcription",
+                        "--preset", "veryfast", "--crf", "23", "--audio-output", "none"])
+    joined = out / "joined"
+    joined.mkdir()
+    for kind in ("video", "audio"):
+        with (joined / f"{kind}.webm").open("wb") as f:
+            for part in sorted(folder.glob(f"{kind}_*.webm"), key=lambda p: int(p.stem.split("_")[1])):
+                f.write(part.read_bytes())
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    ffmpeg_s, _ = timed([ffmpeg, "-y", "-loglevel", "error", "-i", str(joined / "video.webm"),
+                         "-i", str(joined / "audio.webm"), "-c:v", "libx264", "-preset", "veryfast",
+                         "-crf", "23", "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
+                         "-c:a", "aac", "-movflags", "+faststart", str(out / "ffmpeg.mp4")])
+    length = minutes * 60
+    print(f"video  {minutes:g} min 720p30 VP8 -> H.264 veryfast/23: whisp {whisp_s:.1f} s "
+          f"({length / whisp_s:.2f}x realtime), ffmpeg CLI {ffmpeg_s:.1f} s "
+          f"(concatenation not counted); ratio ffmpeg/whisp = {ffmpeg_s / whisp_s:.2f}")
+    shutil.rmtree(out)
+
+
+def bench_copy(minutes: float) -> None:
+    folder = take(f"h264-720p-{minutes:g}min", duration=minutes * 60, size=(1280, 720), video_codec="h264",
+                  chunks=max(2, int(minutes * 30)))
+    out = Path(tempfile.mkdtemp())
+    elapsed, _ = timed([*WHISP, str(folder), "--out", str(out), "--skip-transcription", "--audio-output", "none"])
+    print(f"copy   {minutes:g} min 720p H.264 source: {elapsed:.2f} s, "
+          f"{minutes * 60 / elapsed:.0f}x realtime (target >= 100x)")
+    shutil.rmtree(out)
+
+
+def bench_memory(short: float, long: float) -> None:
+    peaks = {}
+    for minutes in (short, long):
+        folder = take(f"vp8-240p-{minutes:g}min", duration=minutes * 60, size=(320, 240), chunks=max(2, int(minutes * 30)))
+        out = Path(tempfile.mkdtemp())
+        peaks[minutes] = peak_rss([*WHISP, str(folder), "--out", str(out), "--skip-transcription",
+                                   "--preset", "ultrafast"])
+        shutil.rmtree(out)
+    ratio = peaks[long] / peaks[short]
+    print(f"memory peak RSS, whisp process --skip-transcription (320x240 VP8): {short:g} min "
+          f"{peaks[short] / 1024:.0f} MiB, {long:g} min {peaks[long] / 1024:.0f} MiB; "
+          f"ratio = {ratio:.2f} (target <= 1.2)")
+
+
+def bench_whisper(repeat: int) -> None:
+    import numpy as np
+
+    from whisp.pipeline import media
+    from whisp.pipeline.chunks import plan_take
+    from whisp.pipeline.transcribe import FasterWhisper, OpenAIWhisper, bundled_model, read_samples
+    from whisp.testing.checkpoint import convert
+
+    fixture = ROOT / "whisp" / "demo_take"
+    work = Path(tempfile.mkdtemp())
+    encoded = media.encode_take(plan_take(fixture), work)
+    assert encoded.speech_path is not None
+    samples = np.tile(read_samples(encoded.speech_path), repeat)
+    length = len(samples) / 16_000
+    threads = os.cpu_count() or 1
+    bundled = bundled_model()
+    assert bundled is not None
+    checkpoint = convert(bundled, work / "tiny.en.pt")
+    results = {}
+    for name, make in (("faster-whisper int8", lambda: FasterWhisper("tiny.en", device="cpu", threads=threads)),
+                       ("openai-whisper fp32", lambda: OpenAIWhisper(str(checkpoint), device="cpu", threads=threads))):
+        engine = make()
+        engine.transcribe(samples[: 16_000 * 5], "en")  # warm up
+        started = time.monotonic()
+        engine.transcribe(samples, "en")
+        results[name] = time.monotonic() - started
+    fast, ref = results["faster-whisper int8"], results["openai-whisper fp32"]
+    print(f"whisper tiny.en on {length:.0f} s of speech, {threads} threads: faster-whisper {fast:.1f} s "
+          f"(RTF {fast / length:.3f}, {length / fast:.1f}x realtime), openai-whisper {ref:.1f} s "
+          f"(RTF {ref / length:.3f}); ratio openai/faster = {ref / fast:.2f} (target >= 3)")
+    shutil.rmtree(work)
+
+
+def bench_queue(count: int) -> None:
+    from whisp.consumer.service import Service
+    from whisp.consumer.settings import load_settings
+    from whisp.consumer.sources.cloudflare import CloudflareQueue
+    from whisp.consumer.storage import LocalStorage
+    from whisp.testing.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
+
+    queue_id = "b" * 32
+    with QueueEmulator() as emulator, tempfile.TemporaryDirectory() as tmp:
+        emulator.create_queue(queue_id)
+        for i in range(count):
+            emulator.send(queue_id, r2_event(f"recordings/m{i % 50}/1/u/video_{i}.webm"))
+        settings = load_settings(source="local", local_root=Path(tmp), cf_batch_size=100, poll_interval_seconds=0.05)
+        source = CloudflareQueue(api_base=emulator.api_base, account_id=ACCOUNT, queue_id=queue_id,
+                                 token=TOKEN, batch_size=100)
+
+        async def drain() -> float:
+            service = Service(settings, LocalStorage(Path(tmp)), source)
+            runner = asyncio.create_task(service.run())
+            started = time.monotonic()
+            while emulator.backlog(queue_id):
+                await asyncio.sleep(0.01)
+            elapsed = time.monotonic() - started
+            service.stop()
+            await runner
+            return elapsed
+
+        elapsed = asyncio.run(drain())
+    print(f"queue  {count} non-marker events acknowledged in {elapsed:.2f} s: {count / elapsed:.0f} msg/s "
+          f"(target 1,000/s)")
+    bench_latency()
+
+
+def bench_latency() -> None:
+    """Marker landing to done for a short take, beside the pipeline's own time for it."""
+    from whisp.consumer.service import Service
+    from whisp.consumer.settings import load_settings
+    from whisp.consumer.sources.local import LocalFolder
+    from whisp.consumer.storage import LocalStorage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "bucket"
+        folder = root / "recordings/m/1/u"
+        make_take(folder, duration=10.0, chunks=5)
+        settings = load_settings(source="local", local_root=root, work_dir=Path(tmp) / "work",
+                                 sweep_interval_seconds=30, poll_interval_seconds=0.05, log_level="ERROR")
+        status = root / "recordings/m/1/status_u.json"
+
+        async def go() -> tuple[float, float]:
+            service = Service(settings, LocalStorage(root), LocalFolder(root, "done.json"))
+            runner = asyncio.create_task(service.run())
+            await asyncio.sleep(1.0)  # the watch is up; workers are started on first use
+            started = time.monotonic()
+            (folder / "done.json").write_text("{}")
+            while not (status.exists() and json.loads(status.read_text()).get("state") == "done"):
+                await asyncio.sleep(0.05)
+            elapsed = time.monotonic() - started
+            pipeline = float(json.loads(status.read_text())["timings"]["pipeline"])
+            service.stop()
+            await runner
+            return elapsed, pipeline
+
+        elapsed, pipeline = asyncio.run(go())
+    print(f"latency 10 s take with captions: marker to done {elapsed:.2f} s, of which the pipeline "
+          f"{pipeline:.2f} s (worker start and model load included on this first take)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("what", choices=["video", "copy", "memory", "whisper", "queue", "all"])
+    p.add_argument("--minutes", type=float, nargs="*", default=None)
+    p.add_argument("--messages", type=int, default=5000)
+    p.add_argument("--repeat", type=int, default=8, help="times the 15 s speech is repeated")
+    args = p.parse_args()
+    minutes = args.minutes or []
+    if args.what in ("queue", "all"):
+        bench_queue(args.messages)
+    if args.what in ("whisper", "all"):
+        bench_whisper(args.repeat)
+    if args.what in ("copy", "all"):
+        bench_copy(minutes[0] if minutes else 10)
+    if args.what in ("video", "all"):
+        bench_video(minutes[0] if minutes else 10)
+    if args.what in ("memory", "all"):
+        bench_memory(*(minutes if len(minutes) == 2 else [10, 60]))
+
+
+if __name__ == "__main__":
+    main()
