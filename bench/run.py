@@ -60,7 +60,9 @@ def peak_rss(cmd: list[str]) -> int:
         "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
-    out = subprocess.run([sys.executable, "-c", code, *cmd], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *cmd], check=True, capture_output=True, text=True
+    )
     return int(out.stdout.strip())
 
 
@@ -70,50 +72,120 @@ WHISP = [sys.executable, "-m", "whisp.consumer.cli", "process"]
 def bench_video(minutes: float) -> None:
     import imageio_ffmpeg
 
-    folder = take(f"vp8-720p-{minutes:g}min", duration=minutes * 60, size=(1280, 720), chunks=max(2, int(minutes * 30)))
+    folder = take(
+        f"vp8-720p-{minutes:g}min",
+        duration=minutes * 60,
+        size=(1280, 720),
+        chunks=max(2, int(minutes * 30)),
+    )
     out = Path(tempfile.mkdtemp())
-    whisp_s, _ = timed([*WHISP, str(folder), "--out", str(out / "w"), "--skip-transcription",
-                        "--preset", "veryfast", "--crf", "23", "--audio-output", "none"])
+    whisp_s, _ = timed(
+        [
+            *WHISP,
+            str(folder),
+            "--out",
+            str(out / "w"),
+            "--skip-transcription",
+            "--preset",
+            "veryfast",
+            "--crf",
+            "23",
+            "--audio-output",
+            "none",
+        ]
+    )
     joined = out / "joined"
     joined.mkdir()
     for kind in ("video", "audio"):
         with (joined / f"{kind}.webm").open("wb") as f:
-            for part in sorted(folder.glob(f"{kind}_*.webm"), key=lambda p: int(p.stem.split("_")[1])):
+            for part in sorted(
+                folder.glob(f"{kind}_*.webm"), key=lambda p: int(p.stem.split("_")[1])
+            ):
                 f.write(part.read_bytes())
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    ffmpeg_s, _ = timed([ffmpeg, "-y", "-loglevel", "error", "-i", str(joined / "video.webm"),
-                         "-i", str(joined / "audio.webm"), "-c:v", "libx264", "-preset", "veryfast",
-                         "-crf", "23", "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
-                         "-c:a", "aac", "-movflags", "+faststart", str(out / "ffmpeg.mp4")])
+    ffmpeg_s, _ = timed(
+        [
+            ffmpeg,
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(joined / "video.webm"),
+            "-i",
+            str(joined / "audio.webm"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "23",
+            "-pix_fmt",
+            "yuv420p",
+            "-fps_mode",
+            "passthrough",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+            str(out / "ffmpeg.mp4"),
+        ]
+    )
     length = minutes * 60
-    print(f"video  {minutes:g} min 720p30 VP8 -> H.264 veryfast/23: whisp {whisp_s:.1f} s "
-          f"({length / whisp_s:.2f}x realtime), ffmpeg CLI {ffmpeg_s:.1f} s "
-          f"(concatenation not counted); ratio ffmpeg/whisp = {ffmpeg_s / whisp_s:.2f}")
+    print(
+        f"video  {minutes:g} min 720p30 VP8 -> H.264 veryfast/23: whisp {whisp_s:.1f} s "
+        f"({length / whisp_s:.2f}x realtime), ffmpeg CLI {ffmpeg_s:.1f} s "
+        f"(concatenation not counted); ratio ffmpeg/whisp = {ffmpeg_s / whisp_s:.2f}"
+    )
     shutil.rmtree(out)
 
 
 def bench_copy(minutes: float) -> None:
-    folder = take(f"h264-720p-{minutes:g}min", duration=minutes * 60, size=(1280, 720), video_codec="h264",
-                  chunks=max(2, int(minutes * 30)))
+    folder = take(
+        f"h264-720p-{minutes:g}min",
+        duration=minutes * 60,
+        size=(1280, 720),
+        video_codec="h264",
+        chunks=max(2, int(minutes * 30)),
+    )
     out = Path(tempfile.mkdtemp())
-    elapsed, _ = timed([*WHISP, str(folder), "--out", str(out), "--skip-transcription", "--audio-output", "none"])
-    print(f"copy   {minutes:g} min 720p H.264 source: {elapsed:.2f} s, "
-          f"{minutes * 60 / elapsed:.0f}x realtime (target >= 100x)")
+    elapsed, _ = timed(
+        [*WHISP, str(folder), "--out", str(out), "--skip-transcription", "--audio-output", "none"]
+    )
+    print(
+        f"copy   {minutes:g} min 720p H.264 source: {elapsed:.2f} s, "
+        f"{minutes * 60 / elapsed:.0f}x realtime (target >= 100x)"
+    )
     shutil.rmtree(out)
 
 
 def bench_memory(short: float, long: float) -> None:
     peaks = {}
     for minutes in (short, long):
-        folder = take(f"vp8-240p-{minutes:g}min", duration=minutes * 60, size=(320, 240), chunks=max(2, int(minutes * 30)))
+        folder = take(
+            f"vp8-240p-{minutes:g}min",
+            duration=minutes * 60,
+            size=(320, 240),
+            chunks=max(2, int(minutes * 30)),
+        )
         out = Path(tempfile.mkdtemp())
-        peaks[minutes] = peak_rss([*WHISP, str(folder), "--out", str(out), "--skip-transcription",
-                                   "--preset", "ultrafast"])
+        peaks[minutes] = peak_rss(
+            [
+                *WHISP,
+                str(folder),
+                "--out",
+                str(out),
+                "--skip-transcription",
+                "--preset",
+                "ultrafast",
+            ]
+        )
         shutil.rmtree(out)
     ratio = peaks[long] / peaks[short]
-    print(f"memory peak RSS, whisp process --skip-transcription (320x240 VP8): {short:g} min "
-          f"{peaks[short] / 1024:.0f} MiB, {long:g} min {peaks[long] / 1024:.0f} MiB; "
-          f"ratio = {ratio:.2f} (target <= 1.2)")
+    print(
+        f"memory peak RSS, whisp process --skip-transcription (320x240 VP8): {short:g} min "
+        f"{peaks[short] / 1024:.0f} MiB, {long:g} min {peaks[long] / 1024:.0f} MiB; "
+        f"ratio = {ratio:.2f} (target <= 1.2)"
+    )
 
 
 def bench_whisper(repeat: int) -> None:
@@ -135,17 +207,24 @@ def bench_whisper(repeat: int) -> None:
     assert bundled is not None
     checkpoint = convert(bundled, work / "tiny.en.pt")
     results = {}
-    for name, make in (("faster-whisper int8", lambda: FasterWhisper("tiny.en", device="cpu", threads=threads)),
-                       ("openai-whisper fp32", lambda: OpenAIWhisper(str(checkpoint), device="cpu", threads=threads))):
+    for name, make in (
+        ("faster-whisper int8", lambda: FasterWhisper("tiny.en", device="cpu", threads=threads)),
+        (
+            "openai-whisper fp32",
+            lambda: OpenAIWhisper(str(checkpoint), device="cpu", threads=threads),
+        ),
+    ):
         engine = make()
         engine.transcribe(samples[: 16_000 * 5], "en")  # warm up
         started = time.monotonic()
         engine.transcribe(samples, "en")
         results[name] = time.monotonic() - started
     fast, ref = results["faster-whisper int8"], results["openai-whisper fp32"]
-    print(f"whisper tiny.en on {length:.0f} s of speech, {threads} threads: faster-whisper {fast:.1f} s "
-          f"(RTF {fast / length:.3f}, {length / fast:.1f}x realtime), openai-whisper {ref:.1f} s "
-          f"(RTF {ref / length:.3f}); ratio openai/faster = {ref / fast:.2f} (target >= 3)")
+    print(
+        f"whisper tiny.en on {length:.0f} s of speech, {threads} threads: faster-whisper {fast:.1f} s "
+        f"(RTF {fast / length:.3f}, {length / fast:.1f}x realtime), openai-whisper {ref:.1f} s "
+        f"(RTF {ref / length:.3f}); ratio openai/faster = {ref / fast:.2f} (target >= 3)"
+    )
     shutil.rmtree(work)
 
 
@@ -161,9 +240,16 @@ def bench_queue(count: int) -> None:
         emulator.create_queue(queue_id)
         for i in range(count):
             emulator.send(queue_id, r2_event(f"recordings/m{i % 50}/1/u/video_{i}.webm"))
-        settings = load_settings(source="local", local_root=Path(tmp), cf_batch_size=100, poll_interval_seconds=0.05)
-        source = CloudflareQueue(api_base=emulator.api_base, account_id=ACCOUNT, queue_id=queue_id,
-                                 token=TOKEN, batch_size=100)
+        settings = load_settings(
+            source="local", local_root=Path(tmp), cf_batch_size=100, poll_interval_seconds=0.05
+        )
+        source = CloudflareQueue(
+            api_base=emulator.api_base,
+            account_id=ACCOUNT,
+            queue_id=queue_id,
+            token=TOKEN,
+            batch_size=100,
+        )
 
         async def drain() -> float:
             service = Service(settings, LocalStorage(Path(tmp)), source)
@@ -177,8 +263,10 @@ def bench_queue(count: int) -> None:
             return elapsed
 
         elapsed = asyncio.run(drain())
-    print(f"queue  {count} non-marker events acknowledged in {elapsed:.2f} s: {count / elapsed:.0f} msg/s "
-          f"(target 1,000/s)")
+    print(
+        f"queue  {count} non-marker events acknowledged in {elapsed:.2f} s: {count / elapsed:.0f} msg/s "
+        f"(target 1,000/s)"
+    )
     bench_latency()
 
 
@@ -193,8 +281,14 @@ def bench_latency() -> None:
         root = Path(tmp) / "bucket"
         folder = root / "recordings/m/1/u"
         make_take(folder, duration=10.0, chunks=5)
-        settings = load_settings(source="local", local_root=root, work_dir=Path(tmp) / "work",
-                                 sweep_interval_seconds=30, poll_interval_seconds=0.05, log_level="ERROR")
+        settings = load_settings(
+            source="local",
+            local_root=root,
+            work_dir=Path(tmp) / "work",
+            sweep_interval_seconds=30,
+            poll_interval_seconds=0.05,
+            log_level="ERROR",
+        )
         status = root / "recordings/m/1/status_u.json"
 
         async def go() -> tuple[float, float]:
@@ -212,8 +306,10 @@ def bench_latency() -> None:
             return elapsed, pipeline
 
         elapsed, pipeline = asyncio.run(go())
-    print(f"latency 10 s take with captions: marker to done {elapsed:.2f} s, of which the pipeline "
-          f"{pipeline:.2f} s (worker start and model load included on this first take)")
+    print(
+        f"latency 10 s take with captions: marker to done {elapsed:.2f} s, of which the pipeline "
+        f"{pipeline:.2f} s (worker start and model load included on this first take)"
+    )
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -60,7 +61,7 @@ def bucket(moto_url: str) -> str:
     return name
 
 
-def s3(url: str | None = None) -> object:
+def s3(url: str | None = None) -> Any:
     return boto3.client(
         "s3",
         endpoint_url=url or os.environ["WHISP_TEST_S3"],

@@ -72,10 +72,10 @@ def subtitles(path: Path) -> list[tuple[float, float, str]]:
     with av.open(str(path)) as c:
         stream = c.streams.subtitles[0]
         for p in c.demux(stream):
-            if p.size == 0:
+            if p.size == 0 or p.pts is None or p.time_base is None:
                 continue
             start = float(p.pts * p.time_base)
-            end = start + float(p.duration * p.time_base)
+            end = start + float((p.duration or 0) * p.time_base)
             subtitle_set = stream.decode2(p)
             for rect in subtitle_set or []:
                 text = getattr(rect, "dialogue", b"") or getattr(rect, "text", b"")

@@ -35,7 +35,7 @@ def test_srt_parses_back_and_rounds_to_the_millisecond() -> None:
 def test_vtt_parses_back() -> None:
     cues = [Cue(0.0, 1.5, "Hello"), Cue(61.0, 62.125, "a minute in")]
     parsed = webvtt.from_buffer(io.StringIO(to_vtt(cues)))
-    assert [(c.start, c.end, c.text) for c in parsed] == [
+    assert [(c.start, c.end, c.text) for c in parsed.captions] == [
         ("00:00:00.000", "00:00:01.500", "Hello"),
         ("00:01:01.000", "00:01:02.125", "a minute in"),
     ]

@@ -51,7 +51,8 @@ def test_r2_create_actions_are_creations(action: str) -> None:
 def test_r2_delete_and_garbage() -> None:
     deleted = parse_r2({"action": "DeleteObject", "object": {"key": "k"}})
     assert deleted is not None and not deleted.created
-    for junk in (None, "x", [], {"object": "k"}, {"object": {"key": 3}}):
+    junks: list[object] = [None, "x", [], {"object": "k"}, {"object": {"key": 3}}]
+    for junk in junks:
         assert parse_r2(junk) is None
 
 

@@ -52,7 +52,7 @@ async def test_upload_sets_content_type(bucket: str, tmp_path: Path) -> None:
     path.write_bytes(b"\0" * 100)
     storage = s3_storage(bucket)
     await storage.upload(path, "out/x.mp4", "video/mp4")
-    head = s3().head_object(Bucket=bucket, Key="out/x.mp4")  # type: ignore[attr-defined]
+    head = s3().head_object(Bucket=bucket, Key="out/x.mp4")
     assert head["ContentType"] == "video/mp4" and head["ContentLength"] == 100
     await storage.close()
 
@@ -69,7 +69,7 @@ async def test_large_upload_is_multipart_and_whole(
     path.write_bytes(data)
     storage = s3_storage(bucket)
     await storage.upload(path, "out/big.mp4", "video/mp4")
-    got = s3().get_object(Bucket=bucket, Key="out/big.mp4")  # type: ignore[attr-defined]
+    got = s3().get_object(Bucket=bucket, Key="out/big.mp4")
     assert got["Body"].read() == data and "-3" in got["ETag"]
     await storage.close()
 

@@ -173,10 +173,25 @@ class Service:
         with contextlib.suppress(SourceUnavailable):
             await self.source.retry(message, delay)
 
+    async def _keep_hidden(self, message: Message) -> None:
+        """Keep the message invisible while its take runs (SQS; a no-op for pull queues)."""
+        while True:
+            try:
+                await self.source.extend(message, self.settings.lease_seconds * 3)
+            except SourceUnavailable as e:
+                log.warning("could not extend the message's visibility", error=str(e))
+            await asyncio.sleep(self.settings.lease_seconds)
+
     async def _handle(self, message: Message, refs: list[TakeRef]) -> None:
         outcomes: list[Outcome] = []
-        for ref in refs:
-            outcomes.append(await self.process(ref, message.attempts))
+        keeper = asyncio.create_task(self._keep_hidden(message))
+        try:
+            for ref in refs:
+                outcomes.append(await self.process(ref, message.attempts))
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         self.processed += 1
         retry = [o for o in outcomes if not o.ack]
         try:

@@ -14,6 +14,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -125,50 +126,65 @@ class TakeJob:
         chunk_dir, out_dir = work / "chunks", work / "out"
         chunk_dir.mkdir(parents=True)
         out_dir.mkdir()
+        outcome: Outcome | None = None
         try:
-            await status.write("processing", "downloading")
-            for chunk in chunks:
-                name = chunk.key.rsplit("/", 1)[1]  # checked by parse_chunk_name
-                await self.storage.download(chunk.key, chunk_dir / name)
-            await status.write("processing", "processing")
-            started = time.monotonic()
-            try:
-                result = await self.workers.process(
-                    chunk_dir, out_dir, work / "tmp", self._options(ref, options)
-                )
-            except MissingChunks as e:
-                return await self._wait_for_chunks(ref, status, e)
-            except TakeError as e:
-                return await self._fail(ref, status, e.kind, str(e))
-            status.record["timings"] = {
-                **result.timings, "pipeline": round(time.monotonic() - started, 3)
-            }  # fmt: skip
-            await status.write("processing", "uploading")
-            keys: dict[str, str] = {}
-            uploads = sorted(result.outputs.items(), key=lambda kv: kv[0] == "transcript")
-            prefix = ref.output_prefix(self.layout.recordings)
-            for role, path in uploads:
-                key = prefix + path.name
-                await self.storage.upload(path, key, content_type(path))
-                keys[role] = key
-                status.record.setdefault("outputs", {})[role] = {
-                    "key": key, "size": path.stat().st_size
-                }  # fmt: skip
-            summary = result.summary()
-            status.record.update(
-                duration=summary["duration"], video=summary["video"], audio=summary["audio"],
-                captions=summary["captions"], language=summary["language"],
-                engine=summary["engine"], model=summary["model"], cues=summary["cues"],
-                warnings=summary["warnings"], error=None,
-            )  # fmt: skip
-            await self._notify(ref, status, "completed", keys, None)
-            await status.write("done", "done")
-            log.info("take done", duration=result.duration, captions=result.captions)
-            if options.cleanup:
-                shutil.rmtree(work, ignore_errors=True)
-            return Outcome("done")
+            outcome = await self._make(ref, status, options, chunks, work)
+            return outcome
         finally:
             structlog.contextvars.bind_contextvars(stage="end")
+            # Local files stay until every upload succeeded (or the take failed for good):
+            # an interrupted or retried attempt keeps them for inspection.
+            if outcome is not None and outcome.state in ("done", "failed") and options.cleanup:
+                shutil.rmtree(work, ignore_errors=True)
+
+    async def _make(
+        self,
+        ref: TakeRef,
+        status: _Status,
+        options: MarkerOptions,
+        chunks: list[ObjectInfo],
+        work: Path,
+    ) -> Outcome:
+        chunk_dir, out_dir = work / "chunks", work / "out"
+        await status.write("processing", "downloading")
+        for chunk in chunks:
+            name = chunk.key.rsplit("/", 1)[1]  # checked by parse_chunk_name
+            await self.storage.download(chunk.key, chunk_dir / name)
+        await status.write("processing", "processing")
+        started = time.monotonic()
+        try:
+            result = await self.workers.process(
+                chunk_dir, out_dir, work / "tmp", self._options(ref, options)
+            )
+        except MissingChunks as e:
+            return await self._wait_for_chunks(ref, status, e)
+        except TakeError as e:
+            return await self._fail(ref, status, e.kind, str(e))
+        status.record["timings"] = {
+            **result.timings, "pipeline": round(time.monotonic() - started, 3)
+        }  # fmt: skip
+        await status.write("processing", "uploading")
+        keys: dict[str, str] = {}
+        uploads = sorted(result.outputs.items(), key=lambda kv: kv[0] == "transcript")
+        prefix = ref.output_prefix(self.layout.recordings)
+        for role, path in uploads:
+            key = prefix + path.name
+            await self.storage.upload(path, key, content_type(path))
+            keys[role] = key
+            status.record.setdefault("outputs", {})[role] = {
+                "key": key, "size": path.stat().st_size
+            }  # fmt: skip
+        summary = result.summary()
+        status.record.update(
+            duration=summary["duration"], video=summary["video"], audio=summary["audio"],
+            captions=summary["captions"], language=summary["language"],
+            engine=summary["engine"], model=summary["model"], cues=summary["cues"],
+            warnings=summary["warnings"], error=None,
+        )  # fmt: skip
+        await self._notify(ref, status, "completed", keys, None)
+        await status.write("done", "done")
+        log.info("take done", duration=result.duration, captions=result.captions)
+        return Outcome("done")
 
     def _options(self, ref: TakeRef, marker: MarkerOptions) -> TakeOptions:
         s = self.settings
