@@ -91,3 +91,10 @@ async def test_lease_one_winner_and_stale_takeover(storage: Storage) -> None:
     await loser.release()
     assert await storage.get_bytes("t/.lock") is None
     await storage.close()
+
+
+async def test_local_storage_never_leaves_its_folder(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "bucket")
+    with pytest.raises(ValueError, match="outside"):
+        await storage.put_bytes("../escape", b"x")
+    assert not (tmp_path / "escape").exists()

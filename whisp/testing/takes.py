@@ -13,6 +13,7 @@ speech samples) and cuts it like MediaRecorder does:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from collections.abc import Iterator
@@ -55,12 +56,12 @@ def _video_times(duration: float, fps: float, vfr: bool, seed: int) -> list[floa
 
 
 def _picture(index: int, width: int, height: int) -> np.ndarray:
-    """A cheap moving picture: a diagonal gradient that slides a little each frame."""
-    x = np.arange(width, dtype=np.uint16)[None, :]
-    y = np.arange(height, dtype=np.uint16)[:, None]
+    """A cheap moving picture in yuv420p: a diagonal gradient that slides each frame."""
+    x = np.arange(width, dtype=np.int32)[None, :]
+    y = np.arange(height, dtype=np.int32)[:, None]
     luma = ((x + y + index * 4) % 256).astype(np.uint8)
-    rgb = np.stack([luma, np.roll(luma, index, axis=1), 255 - luma], axis=-1)
-    return np.ascontiguousarray(rgb)
+    chroma = np.full((height // 2, width), (index * 3) % 256, dtype=np.uint8)
+    return np.ascontiguousarray(np.concatenate([luma, chroma]))
 
 
 def _samples(source: AudioSource | np.ndarray, start: int, count: int) -> np.ndarray:
@@ -133,8 +134,7 @@ def record(
             rel = t - start
             if kind == "v" and vstream is not None:
                 index = round(t * fps)
-                vf = av.VideoFrame.from_ndarray(_picture(index, *size), format="rgb24")
-                vf = vf.reformat(format="yuv420p")
+                vf = av.VideoFrame.from_ndarray(_picture(index, *size), format="yuv420p")
                 vf.pts = round(rel * 1000)
                 vf.time_base = Fraction(1, 1000)
                 for packet in vstream.encode(vf):
@@ -198,65 +198,32 @@ def make_take(
     names: list[str] = []
     frames = 0
 
-    def write(name: str, data: bytes) -> None:
-        (folder / name).write_bytes(data)
-        names.append(name)
-
-    if layout == "restarted":
-        edges = [duration * i / chunks for i in range(chunks + 1)]
-        for i, (a, b) in enumerate(itertools.pairwise(edges)):
-            n = first_index + i
-            kinds: list[tuple[str, VideoCodec | None, AudioSource | np.ndarray | None]] = []
-            if video_codec is not None:
-                kinds.append(("video", video_codec, None))
-            if audio is not None:
-                kinds.append(("audio", None, audio))
-            for kind, vc, au in kinds:
-                path = folder / f"{kind}_{n}.{ext if vc else 'webm'}"
-                frames += record(
-                    path,
-                    start=a,
-                    end=b,
-                    video_codec=vc,
-                    audio=au,
-                    size=size,
-                    fps=fps,
-                    vfr=vfr,
-                    gap=gap,
-                    audio_start=audio_start,
-                    seed=seed,
-                )
-                names.append(path.name)
+    source = functools.partial(
+        record, size=size, fps=fps, vfr=vfr, gap=gap, audio_start=audio_start, seed=seed
+    )
+    tracks: list[tuple[str, VideoCodec | None, AudioSource | np.ndarray | None]] = []
+    if layout == "av":
+        tracks.append(("av", video_codec, audio))
     else:
-        tracks: list[tuple[str, VideoCodec | None, AudioSource | np.ndarray | None]]
-        if layout == "av":
-            tracks = [("av", video_codec, audio)]
-        else:
-            tracks = []
-            if video_codec is not None:
-                tracks.append(("video", video_codec, None))
-            if audio is not None:
-                tracks.append(("audio", None, audio))
-        for kind, vc, au in tracks:
-            whole = folder / f".whole_{kind}"
-            got = record(
-                whole,
-                start=0.0,
-                end=duration,
-                video_codec=vc,
-                audio=au,
-                size=size,
-                fps=fps,
-                vfr=vfr,
-                gap=gap,
-                audio_start=audio_start,
-                seed=seed,
-            )
-            frames += got
-            suffix = ext if vc else "webm"
-            for i, piece in enumerate(split_bytes(whole.read_bytes(), chunks, seed)):
-                write(f"{kind}_{first_index + i}.{suffix}", piece)
-            whole.unlink()
+        if video_codec is not None:
+            tracks.append(("video", video_codec, None))
+        if audio is not None:
+            tracks.append(("audio", None, audio))
+    for kind, vc, au in tracks:
+        suffix = ext if vc else "webm"
+        if layout == "restarted":
+            edges = [duration * i / chunks for i in range(chunks + 1)]
+            for i, (a, b) in enumerate(itertools.pairwise(edges)):
+                path = folder / f"{kind}_{first_index + i}.{suffix}"
+                frames += source(path, start=a, end=b, video_codec=vc, audio=au)
+                names.append(path.name)
+            continue
+        whole = folder / f".whole_{kind}"
+        frames += source(whole, start=0.0, end=duration, video_codec=vc, audio=au)
+        for i, piece in enumerate(split_bytes(whole.read_bytes(), chunks, seed)):
+            (folder / f"{kind}_{first_index + i}.{suffix}").write_bytes(piece)
+            names.append(f"{kind}_{first_index + i}.{suffix}")
+        whole.unlink()
     return TakeSpec(
         folder=folder,
         duration=duration,
