@@ -40,3 +40,37 @@ def test_bad_input_exits_non_zero_with_one_clear_line(tmp_path: Path) -> None:
 def test_unknown_prefix_is_explained(tmp_path: Path) -> None:
     result = whisp("process", "not/a/take")
     assert result.returncode == 2 and "neither a folder nor a take prefix" in result.stderr
+
+
+def test_process_a_take_prefix_in_the_bucket(bucket: str, tmp_path: Path) -> None:
+    """``whisp process recordings/M/T/U/`` runs the service's job once: outputs and status."""
+    from tests.harness import env_for, put_marker, status, upload
+
+    make_take(tmp_path / "take", duration=1.0, chunks=2)
+    upload(bucket, tmp_path / "take", "recordings/m/1/u/")
+    put_marker(bucket, "recordings/m/1/u/", {"skip_transcription": True}, None)
+    env = env_for(None, bucket, tmp_path / "work", SOURCE="sqs", SQS_QUEUE_URL="http://unused")
+    result = subprocess.run([sys.executable, "-m", "whisp.consumer.cli", "process", "recordings/m/1/u/"],
+                            env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "m/1/u: done"
+    assert (status(bucket, "recordings/m/1/status_u.json") or {}).get("state") == "done"
+
+
+def test_doctor_checks_bucket_queue_codecs_and_model(bucket: str, tmp_path: Path) -> None:
+    from tests.harness import QUEUE, env_for
+    from whisp.testing.cfqueue import QueueEmulator
+
+    with QueueEmulator() as emulator:
+        emulator.create_queue(QUEUE)
+        good = env_for(emulator, bucket, tmp_path)
+        ok = subprocess.run([sys.executable, "-m", "whisp.consumer.cli", "doctor"], env=good,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+        bad = subprocess.run([sys.executable, "-m", "whisp.consumer.cli", "doctor"],
+                             env={**good, "CF_API_TOKEN": "wrong-token-value"},
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0, ok.stdout
+    assert "ok    queue: cloudflare" in ok.stdout and "ok    model:" in ok.stdout
+    assert "ok    codec: libx264 (encode)" in ok.stdout
+    assert bad.returncode == 1 and "FAIL  queue:" in bad.stdout and "10000" in bad.stdout
+    assert "wrong-token-value" not in bad.stdout + bad.stderr

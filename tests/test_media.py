@@ -125,8 +125,24 @@ def test_h264_source_is_copied_not_reencoded(tmp_path: Path) -> None:
         source = [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
     with av.open(str(result.outputs["video"])) as c:
         output = [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
-    assert len(output) == spec.video_frames
-    assert output == source
+    assert len(output) == spec.video_frames == len(source)
+    # The same coded pictures: the intermediate MPEG-TS adds access unit delimiters and
+    # puts the parameter sets in band at keyframes; no coded slice is changed.
+    for out, src in zip(output, source, strict=True):
+        added = nal_units(out)
+        for unit in nal_units(src):
+            added.remove(unit)
+        assert {u[0] & 0x1F for u in added} <= {7, 8, 9}
+
+
+def nal_units(packet: bytes) -> list[bytes]:
+    """The NAL units of a length-prefixed (MP4/Matroska) H.264 packet."""
+    units, i = [], 0
+    while i < len(packet):
+        size = int.from_bytes(packet[i : i + 4], "big")
+        units.append(packet[i + 4 : i + 4 + size])
+        i += 4 + size
+    return units
 
 
 def test_720p_take_keeps_its_size(tmp_path: Path) -> None:
@@ -211,3 +227,20 @@ def test_corrupt_middle_bytes_do_not_fail_the_take(tmp_path: Path) -> None:
     (tmp_path / "in" / "video_1.webm").write_bytes(b"\x00garbage" * 500)
     result = run(tmp_path / "in", tmp_path)
     assert 0 < streams(result.outputs["video"])["video"].packets < 90
+
+
+def test_worker_reports_its_stage_for_the_status_record(tmp_path: Path) -> None:
+    """What the consumer copies into the status record while a worker runs."""
+    from whisp.consumer.workers import _process, read_progress
+
+    make_take(tmp_path / "in", duration=1.0)
+    progress = tmp_path / "progress.json"
+    assert read_progress(progress) is None
+    _process(
+        tmp_path / "in",
+        tmp_path / "out",
+        tmp_path / "w",
+        TakeOptions("u", transcribe=False),
+        progress,
+    )
+    assert read_progress(progress) == {"stage": "done", "progress": 1.0}

@@ -31,10 +31,7 @@ async def doctor(settings: Settings) -> int:
         await storage.close()
     source = make_source(settings)
     try:
-        if settings.source == "cloudflare":
-            await source._post("/ack", {"acks": [], "retries": []})  # type: ignore[attr-defined]
-        elif settings.source == "sqs":
-            await source.check()  # type: ignore[attr-defined]
+        await source.check()
         report(True, "queue", settings.source or "")
     except Exception as e:
         report(False, "queue", str(e))

@@ -6,6 +6,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 from whisp.consumer.events import KeyLayout
@@ -61,8 +62,9 @@ def process_local(take: Path, args: argparse.Namespace) -> int:
 async def process_remote(settings: Settings, prefix: str) -> int:
     """Process a take in the bucket through the service's own job (lease and status)."""
     from whisp.consumer.cli import make_storage
-    from whisp.consumer.service import Service
-    from whisp.consumer.sources.local import LocalFolder
+    from whisp.consumer.storage import StorageError
+    from whisp.consumer.take import TakeJob
+    from whisp.consumer.workers import WorkerPool
 
     layout = KeyLayout(settings.recordings_prefix, settings.marker_name)
     ref = layout.marker_take(prefix.rstrip("/") + "/" + settings.marker_name)
@@ -70,11 +72,16 @@ async def process_remote(settings: Settings, prefix: str) -> int:
         print(f"whisp: {prefix!r} is neither a folder nor a take prefix "
               f"({settings.recordings_prefix}/MEETING/TAKE/USER/)", file=sys.stderr)  # fmt: skip
         return 2
-    service = Service(settings, make_storage(settings), LocalFolder(settings.work_dir, "-"))
+    storage = make_storage(settings)
+    workers = WorkerPool(1)
+    job = TakeJob(settings, storage, workers, owner=f"whisp-process-{uuid.uuid4().hex[:6]}")
     try:
-        outcome = await service.process(ref)
+        outcome = await job.run(ref)
+    except StorageError as e:
+        print(f"whisp: {ref}: the bucket failed: {e}", file=sys.stderr)
+        return 1
     finally:
-        await service.storage.close()
-        service.workers.close()
+        await storage.close()
+        workers.close()
     print(f"{ref}: {outcome.state}{': ' + outcome.reason if outcome.reason else ''}")
     return 0 if outcome.state in ("done", "skipped") else 1

@@ -8,6 +8,8 @@ fingerprint means there is nothing to do.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import shutil
@@ -24,9 +26,9 @@ from whisp.consumer.events import KeyLayout, TakeRef
 from whisp.consumer.lease import Lease, LeaseHeld
 from whisp.consumer.marker import MAX_MARKER_BYTES, BadMarker, MarkerOptions, parse_marker
 from whisp.consumer.settings import Settings
-from whisp.consumer.storage import ObjectInfo, Storage, content_type
+from whisp.consumer.storage import ObjectInfo, Storage, StorageError, content_type
 from whisp.consumer.webhook import Notifier
-from whisp.consumer.workers import WorkerPool
+from whisp.consumer.workers import WorkerPool, read_progress
 from whisp.pipeline.chunks import missing_indices, parse_chunk_name
 from whisp.pipeline.errors import MissingChunks, TakeError
 from whisp.pipeline.media import MediaOptions
@@ -123,9 +125,8 @@ class TakeJob:
         if missing:
             return await self._wait_for_chunks(ref, status, MissingChunks(missing))
         work = self.settings.work_dir / f"{self.owner}-{uuid.uuid4().hex[:8]}"
-        chunk_dir, out_dir = work / "chunks", work / "out"
-        chunk_dir.mkdir(parents=True)
-        out_dir.mkdir()
+        (work / "chunks").mkdir(parents=True)
+        (work / "out").mkdir()
         outcome: Outcome | None = None
         try:
             outcome = await self._make(ref, status, options, chunks, work)
@@ -152,14 +153,21 @@ class TakeJob:
             await self.storage.download(chunk.key, chunk_dir / name)
         await status.write("processing", "processing")
         started = time.monotonic()
+        progress = work / "progress.json"
+        reporter = asyncio.create_task(self._report(status, progress))
         try:
             result = await self.workers.process(
-                chunk_dir, out_dir, work / "tmp", self._options(ref, options)
+                chunk_dir, out_dir, work / "tmp", self._options(ref, options), progress
             )
         except MissingChunks as e:
             return await self._wait_for_chunks(ref, status, e)
         except TakeError as e:
             return await self._fail(ref, status, e.kind, str(e))
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+        status.record.pop("progress", None)
         status.record["timings"] = {
             **result.timings, "pipeline": round(time.monotonic() - started, 3)
         }  # fmt: skip
@@ -185,6 +193,16 @@ class TakeJob:
         await status.write("done", "done")
         log.info("take done", duration=result.duration, captions=result.captions)
         return Outcome("done")
+
+    async def _report(self, status: _Status, progress: Path, every: float = 5.0) -> None:
+        """Copy the worker's stage and progress into the status record now and then."""
+        while True:
+            await asyncio.sleep(every)
+            found = read_progress(progress)
+            if found is not None:
+                status.record["progress"] = found.get("progress")
+                with contextlib.suppress(StorageError):
+                    await status.write("processing", f"processing: {found.get('stage')}")
 
     def _options(self, ref: TakeRef, marker: MarkerOptions) -> TakeOptions:
         s = self.settings

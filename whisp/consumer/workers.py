@@ -5,6 +5,7 @@ codec fails one take, not the service. Each worker keeps its Whisper model betwe
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import signal
@@ -13,6 +14,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 from whisp.pipeline.errors import TakeError
 from whisp.pipeline.process import TakeOptions, TakeResult, process_take
@@ -39,6 +41,31 @@ def _exit_with(parent: int) -> None:
     os._exit(1)
 
 
+def _process(
+    chunk_dir: Path, out_dir: Path, work_dir: Path, options: TakeOptions, progress: Path
+) -> TakeResult:
+    """Runs in the worker: the pipeline, reporting its stage to a small local file."""
+    last = 0.0
+
+    def on_stage(stage: str, fraction: float) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= 1.0 or stage != "encode":
+            last = now
+            progress.write_text(json.dumps({"stage": stage, "progress": round(fraction, 3)}))
+
+    return process_take(chunk_dir, out_dir, work_dir, options, on_stage)
+
+
+def read_progress(progress: Path) -> dict[str, Any] | None:
+    """The stage a worker last reported, or None before it has said anything."""
+    try:
+        found = json.loads(progress.read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 class WorkerPool:
     def __init__(self, size: int) -> None:
         self.size = size
@@ -50,12 +77,17 @@ class WorkerPool:
         )
 
     async def process(
-        self, chunk_dir: Path, out_dir: Path, work_dir: Path, options: TakeOptions
+        self,
+        chunk_dir: Path,
+        out_dir: Path,
+        work_dir: Path,
+        options: TakeOptions,
+        progress: Path,
     ) -> TakeResult:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                self._executor, process_take, chunk_dir, out_dir, work_dir, options
+                self._executor, _process, chunk_dir, out_dir, work_dir, options, progress
             )
         except BrokenProcessPool:
             self._executor.shutdown(wait=False, cancel_futures=True)

@@ -4,9 +4,10 @@ Two passes, both streaming (a take is never held in memory):
 
 1. ``encode_take``: demux every track (a byte-chained split stream, or restarted files
    shifted to continue one another), decode, merge video and audio by time, encode
-   H.264 (or copy an H.264 source) and AAC into an intermediate MP4; from the same audio
+   H.264 (or copy an H.264 source) and AAC into an intermediate MPEG-TS file (it keeps no
+   index, so memory stays flat however long the take); from the same audio
    decode, write the WAV output and 16 kHz mono float32 samples for Whisper.
-2. ``mux_final``: remux that MP4 with the caption cues as a ``mov_text`` track, with
+2. ``mux_final``: remux that into the MP4 with the caption cues as a ``mov_text`` track, with
    ``faststart``. It is a stream copy, hundreds of times faster than real time, so
    transcription can run between the passes without holding up the encode.
 
@@ -42,6 +43,10 @@ MS = Fraction(1, 1000)
 AUDIO_RATE = 48_000
 SPEECH_RATE = 16_000
 COPY_CODECS = frozenset({"h264"})
+# The intermediate (MPEG-TS) cannot hold negative times, and encoders start below zero
+# (B-frame reordering, AAC priming). Everything is written this much later and moved
+# back when the MP4 is made, so the muxer never shifts anything on its own.
+LEAD = 1  # seconds
 
 # The header the mov_text encoder needs; without a Default style it writes <font> tags.
 ASS_HEADER = (
@@ -72,7 +77,7 @@ class MediaOptions:
 
 @dataclass
 class EncodedTake:
-    """The first pass's result: an MP4 without captions, and the audio by-products."""
+    """The first pass's result: the encoded streams, and the audio by-products."""
 
     path: Path
     duration: float
@@ -370,6 +375,7 @@ class _AudioSink:
     def _emit(self, frames: list[Any]) -> None:
         for f in frames:
             self.samples += f.samples
+            f.pts += LEAD * AUDIO_RATE
             for packet in self.stream.encode(f):
                 self.out.mux(packet)
             if self.wav is not None:
@@ -432,8 +438,8 @@ class _VideoSink:
         self.frames += 1
         if self.copy:
             shift = item.dts - ms
-            item.dts = ms
-            item.pts = max(item.pts - shift, ms)
+            item.dts = ms + LEAD * 1000
+            item.pts = max(item.pts - shift, ms) + LEAD * 1000
             item.stream = self.stream
             self.out.mux(item)
             return
@@ -444,7 +450,7 @@ class _VideoSink:
             or (frame.format.name != "yuv420p")
         ):
             frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
-        frame.pts = ms
+        frame.pts = ms + LEAD * 1000
         frame.time_base = MS
         for packet in self.stream.encode(frame):
             self.out.mux(packet)
@@ -467,7 +473,7 @@ def encode_take(
     options: MediaOptions = MediaOptions(),
     progress: Progress | None = None,
 ) -> EncodedTake:
-    """First pass: the take's tracks joined, re-timed and encoded into ``work/encoded.mp4``."""
+    """First pass: the take's tracks joined, re-timed and encoded into ``work/encoded.ts``."""
     assert plan.video is not None
     work.mkdir(parents=True, exist_ok=True)
     video_info = probe(plan.video.paths[0])
@@ -484,11 +490,13 @@ def encode_take(
     if plan.audio is not None:
         sources.append(_units(plan.audio, {"audio"}, False, options, reading))
     total = max(1, plan.total_bytes)
-    path = work / "encoded.mp4"
+    path = work / "encoded.ts"
     template = _copy_template(plan.video) if copy else None
     audio: _AudioSink | None = None
     try:
-        with av.open(str(path), "w", format="mp4") as out:
+        # MPEG-TS between the passes: every packet carries its own times and nothing is
+        # indexed, where an MP4 holds an entry per packet in memory, writing and reading.
+        with av.open(str(path), "w", format="mpegts") as out:
             copy_from = template.streams.video[0] if template is not None else None
             video = _VideoSink(out, video_info, copy_from, options)
             if audio_layout:
@@ -559,7 +567,8 @@ def mux_final(
     cues: Sequence[Cue],
     language: str | None = None,
 ) -> None:
-    """Second pass: stream-copy ``encoded`` with the cues as a mov_text track, faststart."""
+    """Second pass: the MP4, stream-copied from ``encoded`` with the cues as a mov_text
+    track, faststart. Only this MP4's own sample index grows with the take's length."""
     tmp = out_path.with_suffix(".partial.mp4")
     with (
         av.open(str(encoded)) as src,
@@ -579,8 +588,11 @@ def mux_final(
                 _mux_cue(out, subs, pending.pop(0))
 
         for packet in src.demux():
-            if packet.size == 0 or packet.dts is None:
+            if packet.size == 0 or packet.dts is None or packet.time_base is None:
                 continue
+            lead = round(LEAD / packet.time_base)
+            packet.dts -= lead
+            packet.pts = packet.pts - lead if packet.pts is not None else None
             put_cues(float(packet.dts * packet.time_base))
             packet.stream = mapping[packet.stream.index]
             out.mux(packet)
@@ -606,7 +618,7 @@ def _mux_cue(out: Any, stream: Any, cue: Cue) -> None:
 
 
 def remux_audio(encoded: Path, out_path: Path) -> None:
-    """The AAC track of the encoded MP4, copied into an M4A file."""
+    """The encoded AAC track, copied into an M4A file."""
     with (
         av.open(str(encoded)) as src,
         av.open(
@@ -616,7 +628,10 @@ def remux_audio(encoded: Path, out_path: Path) -> None:
         stream = src.streams.audio[0]
         target = out.add_stream_from_template(stream)
         for packet in src.demux(stream):
-            if packet.size == 0:
+            if packet.size == 0 or packet.dts is None or packet.time_base is None:
                 continue
+            lead = round(LEAD / packet.time_base)
+            packet.dts -= lead
+            packet.pts = packet.pts - lead if packet.pts is not None else None
             packet.stream = target
             out.mux(packet)

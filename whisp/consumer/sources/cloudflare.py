@@ -135,6 +135,10 @@ class CloudflareQueue:
             {"retries": [{"lease_id": message.handle, "delay_seconds": max(0, round(delay))}]},
         )
 
+    async def check(self) -> None:
+        """An empty ack: proves the token, account and queue without touching a message."""
+        await self._post("/ack", {"acks": [], "retries": []})
+
     async def extend(self, message: Message, seconds: float) -> None:
         """Pull consumers cannot extend a lease: the visibility timeout must cover a take,
         and the take's lease keeps a redelivered message from doing the work twice."""

@@ -67,6 +67,10 @@ class LocalFolder:
     async def extend(self, message: Message, seconds: float) -> None:
         return None
 
+    async def check(self) -> None:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root} does not exist yet (it is made on start)")
+
     async def close(self) -> None:
         self._stop.set()
         if self._watcher is not None:
