@@ -9,7 +9,8 @@ import json
 import aiohttp
 import pytest
 
-from whisp.consumer.sources.cloudflare import CloudflareQueue, SourceUnavailable
+from whisp.consumer.sources import SourceUnavailable
+from whisp.consumer.sources.cloudflare import CloudflareQueue
 from whisp.testing.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
 
 QUEUE = "a" * 32

@@ -24,6 +24,13 @@ def state_is(bucket: str, *states: str, key: str = STATUS) -> Any:
     return found if found and found.get("state") in states else None
 
 
+def fixture_uploaded(emulator: QueueEmulator, bucket: str, fixture_take: Path) -> None:
+    """The Chromium take in the bucket, and only its marker's notification in the queue."""
+    emulator.create_queue(QUEUE)
+    upload(bucket, fixture_take, PREFIX, [p.name for p in sorted(fixture_take.glob("*.webm"))])
+    put_marker(bucket, PREFIX, {}, emulator)
+
+
 def test_take_from_notifications_to_outputs(
     emulator: QueueEmulator, bucket: str, fixture_take: Path, tmp_path: Path
 ) -> None:
@@ -86,9 +93,7 @@ def test_consumer_killed_mid_take_is_finished_by_another(
     emulator: QueueEmulator, bucket: str, fixture_take: Path, tmp_path: Path
 ) -> None:
     """SIGKILL during the work: the message comes back, the stale lease is taken over."""
-    emulator.create_queue(QUEUE)
-    upload(bucket, fixture_take, PREFIX, [p.name for p in sorted(fixture_take.glob("*.webm"))])
-    put_marker(bucket, PREFIX, {}, emulator)
+    fixture_uploaded(emulator, bucket, fixture_take)
     env = env_for(
         emulator, bucket, tmp_path / "work", CF_VISIBILITY_TIMEOUT_MS=2000, LEASE_SECONDS=4
     )
@@ -186,9 +191,7 @@ def test_retryable_failure_ends_in_the_dead_letter_queue(
 def test_sigterm_lets_the_running_take_finish(
     emulator: QueueEmulator, bucket: str, fixture_take: Path, tmp_path: Path
 ) -> None:
-    emulator.create_queue(QUEUE)
-    upload(bucket, fixture_take, PREFIX, [p.name for p in sorted(fixture_take.glob("*.webm"))])
-    put_marker(bucket, PREFIX, {}, emulator)
+    fixture_uploaded(emulator, bucket, fixture_take)
     with whisp(env_for(emulator, bucket, tmp_path / "work"), tmp_path / "log") as w:
         wait_for(
             lambda: (status(bucket, STATUS) or {}).get("stage", "").startswith("processing"), 60
@@ -202,9 +205,7 @@ def test_sigterm_past_the_drain_leaves_the_message_for_redelivery(
     emulator: QueueEmulator, bucket: str, fixture_take: Path, tmp_path: Path
 ) -> None:
     """A drain too short for the take: the lease is released, the message not acked."""
-    emulator.create_queue(QUEUE)
-    upload(bucket, fixture_take, PREFIX, [p.name for p in sorted(fixture_take.glob("*.webm"))])
-    put_marker(bucket, PREFIX, {}, emulator)
+    fixture_uploaded(emulator, bucket, fixture_take)
     env = env_for(emulator, bucket, tmp_path / "work", DRAIN_SECONDS=0.2)
     with whisp(env, tmp_path / "log") as w:
         wait_for(

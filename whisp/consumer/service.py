@@ -24,8 +24,7 @@ import structlog
 
 from whisp.consumer.events import KeyLayout, TakeRef
 from whisp.consumer.settings import Settings
-from whisp.consumer.sources import Message, Source
-from whisp.consumer.sources.cloudflare import SourceUnavailable
+from whisp.consumer.sources import Message, Source, SourceUnavailable
 from whisp.consumer.storage import Storage, StorageError
 from whisp.consumer.sweep import Sweep
 from whisp.consumer.take import Outcome, TakeJob

@@ -17,17 +17,9 @@ from typing import Any
 import aiohttp
 
 from whisp.consumer.events import parse_r2
-from whisp.consumer.sources import Message
+from whisp.consumer.sources import Message, SourceUnavailable
 
 ACK_BATCH = 100
-
-
-class SourceUnavailable(Exception):
-    """The queue cannot be read right now (429, 5xx, network): back off and try again."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def decode_body(body: Any, content_type: str | None) -> Any:

@@ -16,8 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from whisp.consumer.events import parse_s3
 from whisp.consumer.settings import Settings
-from whisp.consumer.sources import Message
-from whisp.consumer.sources.cloudflare import SourceUnavailable
+from whisp.consumer.sources import Message, SourceUnavailable
 
 MAX_VISIBILITY = 43_200
 
