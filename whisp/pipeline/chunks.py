@@ -18,7 +18,6 @@ from pathlib import Path
 from whisp.pipeline.errors import BadChunks, LimitExceeded, MissingChunks, NoVideo
 
 CHUNK_NAME = re.compile(r"^(?P<kind>video|audio|av)_(?P<index>\d{1,9})\.(?P<ext>webm|mkv|mp4)$")
-KINDS = ("video", "audio", "av")
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
 

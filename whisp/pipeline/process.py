@@ -6,7 +6,6 @@ local folder. It takes plain values and paths, never a bucket, a queue or settin
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -173,7 +172,3 @@ def process_take(
         warnings=encoded.warnings,
         timings=timings,
     )
-
-
-def write_summary(result: TakeResult, path: Path) -> None:
-    path.write_text(json.dumps(result.summary(), indent=2) + "\n", encoding="utf-8")
