@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from tests.conftest import ROOT, s3
+from tests.conftest import ROOT, free_port, s3
 from tests.harness import env_for, status, upload, wait_for, whisp
 from whisp.testing.takes import make_take
 
@@ -41,14 +42,20 @@ def test_local_folder_marker_is_the_event(tmp_path: Path) -> None:
     """No cloud settings: a marker written into the folder makes the take, outputs beside it."""
     root = tmp_path / "bucket"
     (root / TAKE).mkdir(parents=True)
-    with whisp(local_env(root, tmp_path / "work"), tmp_path / "log") as w:
+    port = free_port()
+    with whisp(local_env(root, tmp_path / "work", METRICS_PORT=port), tmp_path / "log") as w:
         wait_for(lambda: any(line.get("event") == "whisp started" for line in w.lines()), 30)
         make_take(root / TAKE, duration=2.0)
         (root / TAKE / "done.json").write_text('{"skip_transcription": true}')
         done = wait_for(
             lambda: (local_status(root) or {}).get("state") == "done" and local_status(root), 60
         )
+        metrics = (
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        )
         w.stop()
+    assert 'whisp_takes_total{state="done"} 1.0' in metrics
+    assert "whisp_take_seconds_count 1.0" in metrics
     assert done["outputs"]["video"]["key"] == "recordings/m1/1/final_video_alice.mp4"
     assert (root / "recordings/m1/1/final_video_alice.mp4").stat().st_size > 1000
     assert w.lines()[0]["source"] == "local"

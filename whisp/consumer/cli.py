@@ -53,8 +53,10 @@ def make_source(settings: Settings) -> Source:
 
 
 async def serve(settings: Settings) -> None:
+    from whisp.consumer import metrics
     from whisp.consumer.service import Service
 
+    metrics.serve(settings.metrics_port)
     service = Service(settings, make_storage(settings), make_source(settings))
     service.install_signal_handlers()
     await service.run()

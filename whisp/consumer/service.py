@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from whisp.consumer import metrics
 from whisp.consumer.events import KeyLayout, TakeRef
 from whisp.consumer.settings import Settings
 from whisp.consumer.sources import Message, Source, SourceUnavailable
@@ -150,6 +151,7 @@ class Service:
         if done:
             try:
                 await self.source.ack(done)
+                metrics.MESSAGES.labels("acked").inc(len(done))
             except SourceUnavailable as e:
                 log.warning("ack failed; messages will come back", error=str(e))
         self._dispatch()
@@ -196,28 +198,39 @@ class Service:
         try:
             if retry:
                 await self.source.retry(message, max(o.delay for o in retry))
+                metrics.MESSAGES.labels("retried").inc()
             else:
                 await self.source.ack([message])
+                metrics.MESSAGES.labels("acked").inc()
         except SourceUnavailable as e:
             log.warning("could not settle the message; it will come back", error=str(e))
 
     async def process(self, ref: TakeRef, attempts: int = 1) -> Outcome:
         """Run the take job; a passing failure becomes a retry, never a crash."""
         self.active.add(ref)
+        metrics.RUNNING.inc()
+        started = time.monotonic()
+        outcome = Outcome("retry", "cancelled")
         try:
-            return await self.job.run(ref)
+            outcome = await self.job.run(ref)
+            return outcome
         except asyncio.CancelledError:
             raise
         except StorageError as e:
             log.warning("storage error; will retry", take=str(ref), error=str(e))
             delay = retry_delay(attempts, self.settings.retry_delay_seconds)
-            return Outcome("retry", str(e), delay)
+            outcome = Outcome("retry", str(e), delay)
+            return outcome
         except Exception as e:
             log.exception("unexpected error; will retry", take=str(ref))
             delay = retry_delay(attempts, self.settings.retry_delay_seconds * 3)
-            return Outcome("retry", f"{type(e).__name__}: {e}", delay)
+            outcome = Outcome("retry", f"{type(e).__name__}: {e}", delay)
+            return outcome
         finally:
             self.active.discard(ref)
+            metrics.RUNNING.dec()
+            metrics.TAKES.labels(outcome.state).inc()
+            metrics.TAKE_SECONDS.observe(time.monotonic() - started)
 
     async def _sweep_loop(self) -> None:
         sweep = Sweep(self.storage, self.layout, stale_after=self.settings.lease_seconds * 2)
