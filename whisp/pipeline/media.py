@@ -587,17 +587,24 @@ def mux_final(
             while subs is not None and pending and pending[0].start <= until:
                 _mux_cue(out, subs, pending.pop(0))
 
-        for packet in src.demux():
-            if packet.size == 0 or packet.dts is None or packet.time_base is None:
-                continue
-            lead = round(LEAD / packet.time_base)
-            packet.dts -= lead
-            packet.pts = packet.pts - lead if packet.pts is not None else None
+        for packet in _unlead(src.demux()):
             put_cues(float(packet.dts * packet.time_base))
             packet.stream = mapping[packet.stream.index]
             out.mux(packet)
         put_cues(float("inf"))
     tmp.replace(out_path)
+
+
+def _unlead(packets: Iterable[Any]) -> Iterator[Any]:
+    """The intermediate's packets with their times moved back by ``LEAD``."""
+    for packet in packets:
+        if packet.size == 0 or packet.dts is None or packet.time_base is None:
+            continue
+        lead = round(LEAD / packet.time_base)
+        packet.dts -= lead
+        if packet.pts is not None:
+            packet.pts -= lead
+        yield packet
 
 
 def _mux_cue(out: Any, stream: Any, cue: Cue) -> None:
@@ -627,11 +634,6 @@ def remux_audio(encoded: Path, out_path: Path) -> None:
     ):
         stream = src.streams.audio[0]
         target = out.add_stream_from_template(stream)
-        for packet in src.demux(stream):
-            if packet.size == 0 or packet.dts is None or packet.time_base is None:
-                continue
-            lead = round(LEAD / packet.time_base)
-            packet.dts -= lead
-            packet.pts = packet.pts - lead if packet.pts is not None else None
+        for packet in _unlead(src.demux(stream)):
             packet.stream = target
             out.mux(packet)
