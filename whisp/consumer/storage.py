@@ -49,6 +49,11 @@ class ObjectInfo:
     etag: str
     modified: float = 0.0
 
+    @property
+    def name(self) -> str:
+        """The last part of the key: ``video_0.webm`` of ``recordings/m/t/u/video_0.webm``."""
+        return self.key.rsplit("/", 1)[-1]
+
 
 def content_type(path: Path | str) -> str:
     return CONTENT_TYPES.get(Path(path).suffix, "application/octet-stream")

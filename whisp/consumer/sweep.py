@@ -31,7 +31,7 @@ class Sweep:
             ref = self.layout.marker_take(obj.key)
             if ref is not None:
                 markers[ref] = obj
-            elif obj.key.rsplit("/", 1)[-1].startswith("status_"):
+            elif obj.name.startswith("status_"):
                 statuses[obj.key] = obj
         found = []
         for ref, marker in sorted(markers.items()):

@@ -92,7 +92,7 @@ class TakeJob:
             return Outcome("skipped", "marker gone")
         marker_body, marker_etag = found
         objects = await self.storage.list_objects(ref.prefix(layout.recordings))
-        chunks = [o for o in objects if parse_chunk_name(o.key.rsplit("/", 1)[1])]
+        chunks = [o for o in objects if parse_chunk_name(o.name)]
         fingerprint = _fingerprint(chunks, marker_etag)
         previous = await self.read_status(ref) or {}
         same_input = previous.get("fingerprint", {}).get("hash") == fingerprint["hash"]
@@ -149,8 +149,8 @@ class TakeJob:
         chunk_dir, out_dir = work / "chunks", work / "out"
         await status.write("processing", "downloading")
         for chunk in chunks:
-            name = chunk.key.rsplit("/", 1)[1]  # checked by parse_chunk_name
-            await self.storage.download(chunk.key, chunk_dir / name)
+            # chunk.name was checked by parse_chunk_name: safe as a file name.
+            await self.storage.download(chunk.key, chunk_dir / chunk.name)
         await status.write("processing", "processing")
         started = time.monotonic()
         progress = work / "progress.json"
@@ -290,7 +290,7 @@ class _Status:
 
 
 def _fingerprint(chunks: list[ObjectInfo], marker_etag: str) -> dict[str, Any]:
-    items = sorted((c.key.rsplit("/", 1)[1], c.size, c.etag) for c in chunks)
+    items = sorted((c.name, c.size, c.etag) for c in chunks)
     digest = hashlib.sha256(json.dumps([items, marker_etag]).encode()).hexdigest()
     return {
         "hash": digest,
@@ -302,7 +302,7 @@ def _fingerprint(chunks: list[ObjectInfo], marker_etag: str) -> dict[str, Any]:
 def _missing(chunks: list[ObjectInfo], options: MarkerOptions) -> dict[str, list[int]]:
     by_kind: dict[str, list[int]] = {}
     for chunk in chunks:
-        parsed = parse_chunk_name(chunk.key.rsplit("/", 1)[1])
+        parsed = parse_chunk_name(chunk.name)
         if parsed is not None:
             by_kind.setdefault(parsed[0], []).append(parsed[1])
     video_kind = "av" if "av" in by_kind else "video"
