@@ -210,27 +210,28 @@ class Service:
         self.active.add(ref)
         metrics.RUNNING.inc()
         started = time.monotonic()
-        outcome = Outcome("retry", "cancelled")
+        state = "retry"  # what a cancelled take comes to: its message comes back
         try:
-            outcome = await self.job.run(ref)
-            return outcome
-        except asyncio.CancelledError:
-            raise
-        except StorageError as e:
-            log.warning("storage error; will retry", take=str(ref), error=str(e))
-            delay = retry_delay(attempts, self.settings.retry_delay_seconds)
-            outcome = Outcome("retry", str(e), delay)
-            return outcome
-        except Exception as e:
-            log.exception("unexpected error; will retry", take=str(ref))
-            delay = retry_delay(attempts, self.settings.retry_delay_seconds * 3)
-            outcome = Outcome("retry", f"{type(e).__name__}: {e}", delay)
+            outcome = await self._outcome(ref, attempts)
+            state = outcome.state
             return outcome
         finally:
             self.active.discard(ref)
             metrics.RUNNING.dec()
-            metrics.TAKES.labels(outcome.state).inc()
+            metrics.TAKES.labels(state).inc()
             metrics.TAKE_SECONDS.observe(time.monotonic() - started)
+
+    async def _outcome(self, ref: TakeRef, attempts: int) -> Outcome:
+        try:
+            return await self.job.run(ref)
+        except StorageError as e:
+            log.warning("storage error; will retry", take=str(ref), error=str(e))
+            delay = retry_delay(attempts, self.settings.retry_delay_seconds)
+            return Outcome("retry", str(e), delay)
+        except Exception as e:
+            log.exception("unexpected error; will retry", take=str(ref))
+            delay = retry_delay(attempts, self.settings.retry_delay_seconds * 3)
+            return Outcome("retry", f"{type(e).__name__}: {e}", delay)
 
     async def _sweep_loop(self) -> None:
         sweep = Sweep(self.storage, self.layout, stale_after=self.settings.lease_seconds * 2)
