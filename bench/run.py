@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,20 @@ CACHE = ROOT / "bench" / "out"
 from whisp.testing.takes import make_take, split_bytes  # noqa: E402
 
 
-def take(name: str, **kwargs: Any) -> Path:
-    """A benchmark take, made once and kept under bench/out/."""
+def cached(name: str, make: Callable[[Path], object]) -> Path:
+    """A benchmark input, made once by ``make(folder)`` and kept under bench/out/."""
     folder = CACHE / name
     if not (folder / ".made").exists():
         shutil.rmtree(folder, ignore_errors=True)
         started = time.monotonic()
-        make_take(folder, **kwargs)
+        make(folder)
         (folder / ".made").write_text(str(time.monotonic() - started))
     return folder
+
+
+def take(name: str, **kwargs: Any) -> Path:
+    """A benchmark take recorded by ``make_take``."""
+    return cached(name, lambda folder: make_take(folder, **kwargs))
 
 
 def looped(name: str, source: Path, times: int, seconds: float) -> Path:
@@ -53,40 +59,41 @@ def looped(name: str, source: Path, times: int, seconds: float) -> Path:
     """
     import av
 
-    folder = CACHE / name
-    if (folder / ".made").exists():
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for kind in ("video", "audio"):
-        chunks = sorted(source.glob(f"{kind}_*.webm"), key=lambda p: int(p.stem.split("_")[1]))
-        joined = io.BytesIO(b"".join(p.read_bytes() for p in chunks))
-        written = io.BytesIO()
-        with av.open(joined, "r") as src, av.open(written, "w", format="webm") as dst:
-            stream = src.streams[0]
-            time_base = stream.time_base
-            assert time_base is not None
-            copy = dst.add_stream_from_template(stream)
-            packets = [
-                (bytes(p), p.pts, p.dts, p.is_keyframe)
-                for p in src.demux(stream)
-                if p.size and p.pts is not None
-            ]
-            shift = round(seconds / time_base)
-            for k in range(times):
-                for data, pts, dts, key in packets:
-                    packet = av.Packet(data)
-                    packet.pts = pts + k * shift
-                    packet.dts = (dts if dts is not None else pts) + k * shift
-                    packet.is_keyframe = key
-                    packet.time_base = time_base
-                    packet.stream = copy
-                    dst.mux(packet)
-        pieces = len(chunks) * times
-        for i, piece in enumerate(split_bytes(written.getvalue(), pieces)):
-            (folder / f"{kind}_{i}.webm").write_bytes(piece)
-    (folder / ".made").write_text("looped")
-    return folder
+    from whisp.pipeline.chunks import plan_take
+    from whisp.pipeline.media import ChainReader
+
+    def make(folder: Path) -> None:
+        folder.mkdir(parents=True)
+        for track in plan_take(source).tracks:
+            written = io.BytesIO()
+            with (
+                av.open(ChainReader(track.paths), "r") as src,
+                av.open(written, "w", format="webm") as dst,
+            ):
+                stream = src.streams[0]
+                time_base = stream.time_base
+                assert time_base is not None
+                copy = dst.add_stream_from_template(stream)
+                packets = [
+                    (bytes(p), p.pts, p.dts, p.is_keyframe)
+                    for p in src.demux(stream)
+                    if p.size and p.pts is not None
+                ]
+                shift = round(seconds / time_base)
+                for k in range(times):
+                    for data, pts, dts, key in packets:
+                        packet = av.Packet(data)
+                        packet.pts = pts + k * shift
+                        packet.dts = (dts if dts is not None else pts) + k * shift
+                        packet.is_keyframe = key
+                        packet.time_base = time_base
+                        packet.stream = copy
+                        dst.mux(packet)
+            pieces = split_bytes(written.getvalue(), len(track.paths) * times)
+            for i, piece in enumerate(pieces):
+                (folder / f"{track.kind}_{i}.webm").write_bytes(piece)
+
+    return cached(name, make)
 
 
 def timed(cmd: list[str]) -> tuple[float, int]:
@@ -215,6 +222,17 @@ def bench_copy(minutes: float) -> None:
     shutil.rmtree(out)
 
 
+def skip_transcription_peak(folder: Path, preset: str) -> int:
+    """Peak RSS (KiB) of ``whisp process --skip-transcription`` on one take."""
+    out = Path(tempfile.mkdtemp())
+    try:
+        return peak_rss(
+            [*WHISP, str(folder), "--out", str(out), "--skip-transcription", "--preset", preset]
+        )
+    finally:
+        shutil.rmtree(out)
+
+
 def bench_memory(short: float, long: float) -> None:
     """Peak RSS on a long take over that on a short one, at 720p and at 320x240.
 
@@ -235,20 +253,8 @@ def bench_memory(short: float, long: float) -> None:
             size=size,
             chunks=max(2, int(short * 30)),
         )
-        peaks = {}
-        for minutes, folder in (
-            (short, base),
-            (
-                short * times,
-                looped(f"vp8-{label}-{short * times:g}min-looped", base, times, short * 60),
-            ),
-        ):
-            out = Path(tempfile.mkdtemp())
-            peaks[minutes] = peak_rss(
-                [*WHISP, str(folder), "--out", str(out), "--skip-transcription", "--preset", preset]
-            )
-            shutil.rmtree(out)
-        small, large = peaks[short], peaks[short * times]
+        long_take = looped(f"vp8-{label}-{short * times:g}min-looped", base, times, short * 60)
+        small, large = (skip_transcription_peak(folder, preset) for folder in (base, long_take))
         print(
             f"memory peak RSS, whisp process --skip-transcription ({label} VP8, {preset}): "
             f"{short:g} min {small / 1024:.0f} MiB, {short * times:g} min {large / 1024:.0f} MiB; "
