@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from whisp.pipeline.chunks import Layout, missing_indices, parse_chunk_name, plan_take
+from whisp.pipeline.chunks import (
+    Layout,
+    missing_chunks,
+    missing_indices,
+    parse_chunk_name,
+    plan_take,
+)
 from whisp.pipeline.errors import BadChunks, LimitExceeded, MissingChunks, NoVideo
 from whisp.testing.takes import make_take
 
@@ -85,6 +91,16 @@ def test_numbering_may_start_at_one(tmp_path: Path) -> None:
     assert missing_indices([1, 2, 3], 3) == []
     plan = plan_take(tmp_path, expected_video=3)
     assert plan.video is not None and plan.video.chunks[0].index == 1
+
+
+def test_missing_chunks_by_name_lists_the_video_kind_first() -> None:
+    """Holes and marker counts give the missing indices per kind, av before audio."""
+    assert missing_chunks({"audio": [0, 2], "av": [0, 1]}, 4, None) == {
+        "av": [2, 3],
+        "audio": [1],
+    }
+    assert missing_chunks({"video": [0], "audio": [0]}, None, 2) == {"audio": [1]}
+    assert missing_chunks({"video": [0, 1]}, 2, None) == {}
 
 
 def test_zero_byte_later_chunk_is_skipped_with_a_warning(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from whisp.consumer.settings import Settings
 from whisp.consumer.storage import ObjectInfo, Storage, StorageError, content_type
 from whisp.consumer.webhook import Notifier
 from whisp.consumer.workers import WorkerPool, read_progress
-from whisp.pipeline.chunks import missing_indices, parse_chunk_name
+from whisp.pipeline.chunks import missing_chunks, parse_chunk_name
 from whisp.pipeline.errors import MissingChunks, TakeError
 from whisp.pipeline.media import MediaOptions
 from whisp.pipeline.process import TakeOptions
@@ -300,17 +300,9 @@ def _fingerprint(chunks: list[ObjectInfo], marker_etag: str) -> dict[str, Any]:
 
 
 def _missing(chunks: list[ObjectInfo], options: MarkerOptions) -> dict[str, list[int]]:
-    by_kind: dict[str, list[int]] = {}
+    present: dict[str, list[int]] = {}
     for chunk in chunks:
         parsed = parse_chunk_name(chunk.name)
         if parsed is not None:
-            by_kind.setdefault(parsed[0], []).append(parsed[1])
-    video_kind = "av" if "av" in by_kind else "video"
-    expected = {video_kind: options.video_chunks, "audio": options.audio_chunks}
-    missing = {}
-    kinds = {*by_kind, *(k for k, v in expected.items() if v)}
-    for kind in sorted(kinds, key=lambda k: (k != video_kind, k)):
-        gone = missing_indices(by_kind.get(kind, []), expected.get(kind))
-        if gone:
-            missing[kind] = gone
-    return missing
+            present.setdefault(parsed[0], []).append(parsed[1])
+    return missing_chunks(present, options.video_chunks, options.audio_chunks)

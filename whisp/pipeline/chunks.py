@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +113,25 @@ def missing_indices(indices: list[int], expected: int | None) -> list[int]:
     return [i for i in range(start, stop) if i not in present]
 
 
+def missing_chunks(
+    present: Mapping[str, list[int]], expected_video: int | None, expected_audio: int | None
+) -> dict[str, list[int]]:
+    """The missing indices of each kind that misses some, the video (or av) kind first.
+
+    ``present`` is the indices found per kind. Expected counts (from the marker) are what
+    the take must have; without them, a hole in the indices is missing too.
+    """
+    video_kind = "av" if "av" in present else "video"
+    expected = {video_kind: expected_video, "audio": expected_audio}
+    kinds = {*present, *(kind for kind, count in expected.items() if count is not None)}
+    missing = {}
+    for kind in sorted(kinds, key=lambda k: (k != video_kind, k)):
+        gone = missing_indices(present.get(kind, []), expected.get(kind))
+        if gone:
+            missing[kind] = gone
+    return missing
+
+
 def _track(kind: str, chunks: list[Chunk], warnings: list[str]) -> Track:
     first = chunks[0]
     if first.size == 0:
@@ -158,13 +178,9 @@ def plan_take(
     video_kind = "av" if "av" in found else "video"
     if video_kind not in found:
         raise NoVideo("no video chunks in the take")
-    expected = {video_kind: expected_video, "audio": expected_audio}
-    missing: dict[str, list[int]] = {}
-    for kind, count in expected.items():
-        indices = [c.index for c in found.get(kind, [])]
-        if count is not None or indices:
-            missing[kind] = missing_indices(indices, count)
-    if any(missing.values()):
+    indices = {kind: [c.index for c in chunks] for kind, chunks in found.items()}
+    missing = missing_chunks(indices, expected_video, expected_audio)
+    if missing:
         raise MissingChunks(missing)
     warnings: list[str] = []
     video = _track(video_kind, found[video_kind], warnings)
