@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -77,6 +78,18 @@ class Storage(Protocol):
     async def download(self, key: str, path: Path) -> None: ...
     async def upload(self, path: Path, key: str, content_type: str) -> None: ...
     async def close(self) -> None: ...
+
+
+async def get_json(storage: Storage, key: str, max_bytes: int = 1 << 20) -> dict[str, Any] | None:
+    """A JSON object from the store; None when it is absent or not a JSON object."""
+    found = await storage.get_bytes(key, max_bytes=max_bytes)
+    if found is None:
+        return None
+    try:
+        value = json.loads(found[0])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _etag(value: str) -> str:

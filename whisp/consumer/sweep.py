@@ -9,10 +9,8 @@ Many consumers may sweep one bucket: the lease decides who works.
 
 from __future__ import annotations
 
-import json
-
 from whisp.consumer.events import KeyLayout, TakeRef
-from whisp.consumer.storage import ObjectInfo, Storage
+from whisp.consumer.storage import ObjectInfo, Storage, get_json
 
 
 class Sweep:
@@ -49,11 +47,6 @@ class Sweep:
         return found
 
     async def _state(self, ref: TakeRef) -> str | None:
-        got = await self.storage.get_bytes(self.layout.status_key(ref), max_bytes=1 << 20)
-        if got is None:
-            return None
-        try:
-            state = json.loads(got[0]).get("state")
-        except (ValueError, AttributeError):
-            return None
+        status = await get_json(self.storage, self.layout.status_key(ref))
+        state = status.get("state") if status is not None else None
         return state if isinstance(state, str) else None

@@ -26,7 +26,13 @@ from whisp.consumer.events import KeyLayout, TakeRef
 from whisp.consumer.lease import Lease, LeaseHeld
 from whisp.consumer.marker import MAX_MARKER_BYTES, BadMarker, MarkerOptions, parse_marker
 from whisp.consumer.settings import Settings
-from whisp.consumer.storage import ObjectInfo, Storage, StorageError, content_type
+from whisp.consumer.storage import (
+    ObjectInfo,
+    Storage,
+    StorageError,
+    content_type,
+    get_json,
+)
 from whisp.consumer.webhook import Notifier
 from whisp.consumer.workers import WorkerPool, read_progress
 from whisp.pipeline.chunks import missing_chunks, parse_chunk_name
@@ -62,16 +68,6 @@ class TakeJob:
     def layout(self) -> KeyLayout:
         return KeyLayout(self.settings.recordings_prefix, self.settings.marker_name)
 
-    async def read_status(self, ref: TakeRef) -> dict[str, Any] | None:
-        found = await self.storage.get_bytes(self.layout.status_key(ref), max_bytes=1 << 20)
-        if found is None:
-            return None
-        try:
-            status = json.loads(found[0])
-        except ValueError:
-            return None
-        return status if isinstance(status, dict) else None
-
     async def run(self, ref: TakeRef) -> Outcome:
         structlog.contextvars.bind_contextvars(
             meeting_id=ref.meeting_id, take=ref.take, user_id=ref.user_id, stage="start"
@@ -94,7 +90,7 @@ class TakeJob:
         objects = await self.storage.list_objects(ref.prefix(layout.recordings))
         chunks = [o for o in objects if parse_chunk_name(o.name)]
         fingerprint = _fingerprint(chunks, marker_etag)
-        previous = await self.read_status(ref) or {}
+        previous = await get_json(self.storage, layout.status_key(ref)) or {}
         same_input = previous.get("fingerprint", {}).get("hash") == fingerprint["hash"]
         if same_input and previous.get("state") in ("done", "failed"):
             log.info("already processed with the same input", state=previous["state"])
