@@ -12,14 +12,12 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
-
-import av
 
 from whisp.consumer import logs
 from whisp.consumer.cli import make_source, make_storage
 from whisp.consumer.service import Service
 from whisp.consumer.settings import load_settings
+from whisp.pipeline.media import describe
 
 TAKE = Path(__file__).resolve().parent.parent / "demo_take"
 REF = ("demo-meeting", "1", "alice")
@@ -66,15 +64,11 @@ async def demo(folder: Path, timeout: float = 300.0) -> int:
     elapsed = time.monotonic() - started
     video = take / f"final_video_{REF[2]}.mp4"
     print(f"\ndone in {elapsed:.1f} s: {video}")
-    with av.open(str(video)) as container:
-        assert container.duration is not None
-        print(f"  length {container.duration / 1e6:.2f} s")
-        for s in container.streams:
-            cc: Any = s.codec_context
-            detail = f"{cc.width}x{cc.height}" if s.type == "video" else ""
-            detail = f"{cc.sample_rate} Hz" if s.type == "audio" else detail
-            lang = s.metadata.get("language", "")
-            print(f"  {s.type:<8} {cc.name:<9} {detail} {lang if s.type == 'subtitle' else ''}")
+    length, streams = describe(video)
+    print(f"  length {length:.2f} s")
+    for info in streams:
+        lang = info.language if info.kind == "subtitle" else ""
+        print(f"  {info.kind:<8} {info.codec:<9} {info.detail} {lang}")
     srt = take / f"subtitle_{REF[2]}.srt"
     print(f"\nfirst captions ({srt.name}):")
     for block in srt.read_text().strip().split("\n\n")[:3]:

@@ -4,12 +4,10 @@ says what is wrong, one line each. Changes nothing (the queue check acks no mess
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
-
-import av
 
 from whisp.consumer.cli import make_source, make_storage
 from whisp.consumer.settings import Settings
+from whisp.pipeline.media import codec_support
 
 
 async def doctor(settings: Settings) -> int:
@@ -37,16 +35,8 @@ async def doctor(settings: Settings) -> int:
         report(False, "queue", str(e))
     finally:
         await source.close()
-    codecs: list[tuple[str, Literal["r", "w"]]] = [
-        ("libx264", "w"), ("aac", "w"), ("mov_text", "w"),
-        ("vp8", "r"), ("vp9", "r"), ("opus", "r"), ("h264", "r"),
-    ]  # fmt: skip
-    for name, mode in codecs:
-        try:
-            av.codec.Codec(name, mode)
-            report(True, "codec", f"{name} ({'encode' if mode == 'w' else 'decode'})")
-        except Exception as e:
-            report(False, "codec", f"{name}: {e}")
+    for name, action, error in codec_support():
+        report(error is None, "codec", f"{name}: {error}" if error else f"{name} ({action})")
     try:
         from whisp.pipeline.transcribe import load_engine
 

@@ -323,6 +323,52 @@ def probe(path: Path) -> Probe:
         raise CorruptMedia(f"{path.name} cannot be read: {e}") from e
 
 
+# What a take can need: encoders for the outputs, decoders for what browsers record.
+CODECS: tuple[tuple[str, Literal["r", "w"]], ...] = (
+    ("libx264", "w"), ("aac", "w"), ("mov_text", "w"),
+    ("vp8", "r"), ("vp9", "r"), ("opus", "r"), ("h264", "r"),
+)  # fmt: skip
+
+
+def codec_support() -> list[tuple[str, str, str | None]]:
+    """Each codec in ``CODECS``: its name, ``encode`` or ``decode``, and why it can't be
+    used (None when it can)."""
+    found: list[tuple[str, str, str | None]] = []
+    for name, mode in CODECS:
+        action = "encode" if mode == "w" else "decode"
+        try:
+            av.codec.Codec(name, mode)
+        except Exception as e:
+            found.append((name, action, str(e)))
+        else:
+            found.append((name, action, None))
+    return found
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    kind: str  # video, audio, subtitle
+    codec: str
+    detail: str  # 1280x720, 48000 Hz, or empty
+    language: str
+
+
+def describe(path: Path) -> tuple[float, list[StreamInfo]]:
+    """A finished file's length in seconds and what its streams hold."""
+    with av.open(str(path)) as container:
+        streams = []
+        for stream in container.streams:
+            cc: Any = stream.codec_context
+            detail = ""
+            if stream.type == "video":
+                detail = f"{cc.width}x{cc.height}"
+            elif stream.type == "audio":
+                detail = f"{cc.sample_rate} Hz"
+            language = stream.metadata.get("language", "")
+            streams.append(StreamInfo(stream.type, cc.name, detail, language))
+        return (container.duration or 0) / 1e6, streams
+
+
 class _AudioSink:
     """Continuous audio from decoded frames: AAC into the MP4, WAV, and Whisper samples."""
 
