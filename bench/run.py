@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CACHE = ROOT / "bench" / "out"
 
-from whisp.testing.takes import make_take, split_bytes  # noqa: E402
+from tests.support.takes import make_take, split_bytes  # noqa: E402
 
 
 def cached(name: str, make: Callable[[Path], object]) -> Path:
@@ -59,8 +59,8 @@ def looped(name: str, source: Path, times: int, seconds: float) -> Path:
     """
     import av
 
-    from whisp.pipeline.chunks import plan_take
-    from whisp.pipeline.media import ChainReader
+    from pipeline.chunks import plan_take
+    from pipeline.media import ChainReader
 
     def make(folder: Path) -> None:
         folder.mkdir(parents=True)
@@ -119,7 +119,7 @@ def peak_rss(cmd: list[str]) -> int:
     return int(out.stdout.strip())
 
 
-WHISP = [sys.executable, "-m", "whisp.consumer.cli", "process"]
+WHISP = [sys.executable, "-m", "consumer", "process"]
 
 
 def bench_video(minutes: float) -> None:
@@ -266,12 +266,12 @@ def bench_memory(short: float, long: float) -> None:
 def bench_whisper(repeat: int) -> None:
     import numpy as np
 
-    from whisp.pipeline import media
-    from whisp.pipeline.chunks import plan_take
-    from whisp.pipeline.transcribe import FasterWhisper, OpenAIWhisper, bundled_model, read_samples
-    from whisp.testing.checkpoint import convert
+    from pipeline import media
+    from pipeline.chunks import plan_take
+    from pipeline.transcribe import FasterWhisper, OpenAIWhisper, bundled_model, read_samples
+    from tests.support.checkpoint import convert
+    from tests.support.paths import FIXTURE as fixture
 
-    fixture = ROOT / "whisp" / "demo_take"
     work = Path(tempfile.mkdtemp())
     encoded = media.encode_take(plan_take(fixture), work)
     assert encoded.speech_path is not None
@@ -304,11 +304,11 @@ def bench_whisper(repeat: int) -> None:
 
 
 def bench_queue(count: int) -> None:
-    from whisp.consumer.service import Service
-    from whisp.consumer.settings import load_settings
-    from whisp.consumer.sources.cloudflare import CloudflareQueue
-    from whisp.consumer.storage import LocalStorage
-    from whisp.testing.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
+    from consumer.service import Service
+    from consumer.settings import load_settings
+    from consumer.sources.cloudflare import CloudflareQueue
+    from consumer.storage import LocalStorage
+    from tests.support.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
 
     queue_id = "b" * 32
     with QueueEmulator() as emulator, tempfile.TemporaryDirectory() as tmp:
@@ -347,10 +347,10 @@ def bench_queue(count: int) -> None:
 
 def bench_latency() -> None:
     """Marker landing to done for a short take, beside the pipeline's own time for it."""
-    from whisp.consumer.service import Service
-    from whisp.consumer.settings import load_settings
-    from whisp.consumer.sources.local import LocalFolder
-    from whisp.consumer.storage import LocalStorage
+    from consumer.service import Service
+    from consumer.settings import load_settings
+    from consumer.sources.local import LocalFolder
+    from consumer.storage import LocalStorage
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "bucket"

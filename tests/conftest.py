@@ -1,34 +1,19 @@
-"""Shared fixtures: the Chromium take, made takes, a real S3 server and the queue emulator."""
+"""Fixtures: the Chromium take, a real S3 server and the queue emulator.
+
+The helpers behind them live in ``tests/support``; tests import those, never this file.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
-from whisp.testing.cfqueue import QueueEmulator
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "chromium-vp8-timeslice"
-if not FIXTURE.is_dir():  # an installed checkout without ../shared: the demo take is the same
-    FIXTURE = ROOT / "whisp" / "demo_take"
-SCRIPT = (
-    "Good morning everyone. This is the weekly engineering sync. First item on the agenda "
-    "is the release schedule. We plan to ship version two point one next Tuesday. Second "
-    "item is the database migration, which finished last night without errors. Third, we "
-    "need volunteers for the on call rotation in December."
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.cfqueue import QueueEmulator
+from tests.support.paths import FIXTURE
+from tests.support.s3 import moto_server, s3
 
 
 @pytest.fixture(scope="session")
@@ -36,21 +21,14 @@ def fixture_take() -> Path:
     return FIXTURE
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def moto_url() -> Iterator[str]:
-    """A real HTTP S3 (and SQS) server: moto's ThreadedMotoServer on 127.0.0.1."""
-    from moto.server import ThreadedMotoServer
-
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    """A real HTTP S3 (and SQS) server for the whole session."""
+    with moto_server() as url:
+        yield url
 
 
-_buckets = iter(range(1, 1_000_000))
+_buckets = itertools.count(1)
 
 
 @pytest.fixture
@@ -59,21 +37,6 @@ def bucket(moto_url: str) -> str:
     name = f"whisp-test-{next(_buckets)}"
     s3().create_bucket(Bucket=name)
     return name
-
-
-def s3(url: str | None = None) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=url or os.environ["WHISP_TEST_S3"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _s3_url_env(moto_url: str) -> None:
-    os.environ["WHISP_TEST_S3"] = moto_url
 
 
 @pytest.fixture

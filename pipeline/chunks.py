@@ -1,0 +1,193 @@
+"""Find, classify and order a take's chunks.
+
+A take's chunks are ``video_{n}``, ``audio_{n}`` or ``av_{n}`` with ``.webm``, ``.mkv`` or
+``.mp4``, ordered by the integer ``n`` (zero padding allowed), starting at 0 or 1. The
+chunks of one kind are either one recorder's stream cut into pieces (``SPLIT``: only the
+first has a header, their bytes concatenated are the stream) or a recorder restarted per
+chunk (``RESTARTED``: every chunk is a whole file with timestamps starting near 0). Which
+one is read from the chunks' first bytes, per kind, per take.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import BadChunks, LimitExceeded, MissingChunks, NoVideo
+
+CHUNK_NAME = re.compile(r"^(?P<kind>video|audio|av)_(?P<index>\d{1,9})\.(?P<ext>webm|mkv|mp4)$")
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+
+
+class Layout(enum.StrEnum):
+    SPLIT = "split"
+    RESTARTED = "restarted"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    kind: str
+    index: int
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class Track:
+    """The chunks of one kind, in order, and how they join."""
+
+    kind: str
+    chunks: tuple[Chunk, ...]
+    layout: Layout
+
+    @property
+    def paths(self) -> list[Path]:
+        return [c.path for c in self.chunks]
+
+    @property
+    def size(self) -> int:
+        return sum(c.size for c in self.chunks)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """What the take is made of: video (or av) and audio tracks, and what was noticed."""
+
+    video: Track | None
+    audio: Track | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def tracks(self) -> list[Track]:
+        return [t for t in (self.video, self.audio) if t is not None]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.size for t in self.tracks)
+
+
+def parse_chunk_name(name: str) -> tuple[str, int] | None:
+    """``("video", 3)`` for ``video_003.webm``; None for anything that is not a chunk."""
+    match = CHUNK_NAME.match(name)
+    if match is None:
+        return None
+    return match["kind"], int(match["index"])
+
+
+def has_header(path: Path) -> bool:
+    """Whether a file starts like a whole media file (Matroska/WebM or MP4)."""
+    with path.open("rb") as f:
+        head = f.read(12)
+    return head.startswith(EBML_MAGIC) or head[4:8] in (b"ftyp", b"styp")
+
+
+def find_chunks(folder: Path) -> dict[str, list[Chunk]]:
+    """The chunks in a folder by kind, ordered by index; other files are ignored."""
+    found: dict[str, list[Chunk]] = {}
+    for path in folder.iterdir():
+        parsed = parse_chunk_name(path.name)
+        if parsed is None or not path.is_file():
+            continue
+        kind, index = parsed
+        found.setdefault(kind, []).append(Chunk(kind, index, path, path.stat().st_size))
+    for kind, chunks in found.items():
+        chunks.sort(key=lambda c: c.index)
+        seen = [c.index for c in chunks]
+        if len(set(seen)) != len(seen):
+            raise BadChunks(f"two {kind} chunks have the same index ({_duplicates(seen)})")
+    return found
+
+
+def _duplicates(indices: list[int]) -> str:
+    return ", ".join(str(i) for i in sorted({i for i in indices if indices.count(i) > 1}))
+
+
+def missing_indices(indices: list[int], expected: int | None) -> list[int]:
+    """Indices absent from a run that starts at 0 or 1 and has ``expected`` members."""
+    present = set(indices)
+    start = 1 if (present and min(present) == 1) else 0
+    stop = start + expected if expected is not None else (max(present) + 1 if present else 0)
+    return [i for i in range(start, stop) if i not in present]
+
+
+def missing_chunks(
+    present: Mapping[str, list[int]], expected_video: int | None, expected_audio: int | None
+) -> dict[str, list[int]]:
+    """The missing indices of each kind that misses some, the video (or av) kind first.
+
+    ``present`` is the indices found per kind. Expected counts (from the marker) are what
+    the take must have; without them, a hole in the indices is missing too.
+    """
+    video_kind = "av" if "av" in present else "video"
+    expected = {video_kind: expected_video, "audio": expected_audio}
+    kinds = {*present, *(kind for kind, count in expected.items() if count is not None)}
+    missing = {}
+    for kind in sorted(kinds, key=lambda k: (k != video_kind, k)):
+        gone = missing_indices(present.get(kind, []), expected.get(kind))
+        if gone:
+            missing[kind] = gone
+    return missing
+
+
+def _track(kind: str, chunks: list[Chunk], warnings: list[str]) -> Track:
+    first = chunks[0]
+    if first.size == 0:
+        raise BadChunks(f"first {kind} chunk {first.path.name} is empty")
+    if not has_header(first.path):
+        if first.index > 0:
+            raise MissingChunks({kind: list(range(0, first.index))})
+        raise BadChunks(f"first {kind} chunk {first.path.name} is not media (no header)")
+    usable = [first]
+    for chunk in chunks[1:]:
+        if chunk.size == 0:
+            warnings.append(f"{chunk.path.name} is empty and was skipped")
+        else:
+            usable.append(chunk)
+    headers = [has_header(c.path) for c in usable[1:]]
+    if headers and all(headers):
+        layout = Layout.RESTARTED
+    elif any(headers):
+        with_header = [c.path.name for c, h in zip(usable[1:], headers, strict=True) if h]
+        raise BadChunks(
+            f"{kind} chunks mix a split stream with restarted recordings "
+            f"({', '.join(with_header)} start with a header, other later chunks do not)"
+        )
+    else:
+        layout = Layout.SPLIT
+    return Track(kind, tuple(usable), layout)
+
+
+def plan_take(
+    folder: Path,
+    *,
+    expected_video: int | None = None,
+    expected_audio: int | None = None,
+    max_total_bytes: int | None = None,
+) -> ChunkPlan:
+    """Read a folder of chunks into a plan, or raise the one error that says what is wrong.
+
+    Expected counts (from the marker) are what the take must have; without them, a hole in
+    the indices is missing too. Missing chunks raise ``MissingChunks`` (retryable).
+    """
+    found = find_chunks(folder)
+    if "av" in found and ("video" in found or "audio" in found):
+        raise BadChunks("take mixes av_ chunks with separate video_/audio_ chunks")
+    video_kind = "av" if "av" in found else "video"
+    if video_kind not in found:
+        raise NoVideo("no video chunks in the take")
+    indices = {kind: [c.index for c in chunks] for kind, chunks in found.items()}
+    missing = missing_chunks(indices, expected_video, expected_audio)
+    if missing:
+        raise MissingChunks(missing)
+    warnings: list[str] = []
+    video = _track(video_kind, found[video_kind], warnings)
+    audio = _track("audio", found["audio"], warnings) if "audio" in found else None
+    plan = ChunkPlan(video, audio, warnings)
+    if max_total_bytes is not None and plan.total_bytes > max_total_bytes:
+        raise LimitExceeded(
+            f"take is {plan.total_bytes} bytes, over the limit of {max_total_bytes} bytes"
+        )
+    return plan

@@ -1,0 +1,174 @@
+"""One take, start to end, on local files: chunks in, the finished outputs out.
+
+This is what a worker process runs for the consumer, and what ``whisp process`` runs on a
+local folder. It takes plain values and paths, never a bucket, a queue or settings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import captions, media
+from pipeline.chunks import plan_take
+from pipeline.media import MediaOptions
+from pipeline.transcribe import EngineName, load_engine, read_samples
+
+Stage = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class TakeOptions:
+    user_id: str
+    media: MediaOptions = field(default_factory=MediaOptions)
+    transcribe: bool = True
+    engine: EngineName = "faster-whisper"
+    model: str = "tiny.en"
+    language: str | None = None
+    device: str = "auto"
+    compute_type: str | None = None
+    threads: int = 0
+    model_dir: Path | None = None
+    expected_video: int | None = None
+    expected_audio: int | None = None
+    max_total_bytes: int | None = None
+    # Written into the JSON transcript: meeting_id and take, as the original did.
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TakeResult:
+    outputs: dict[str, Path]
+    duration: float
+    video: dict[str, Any]
+    audio: bool
+    captions: str
+    language: str | None
+    engine: str | None
+    model: str | None
+    cues: int
+    warnings: list[str]
+    timings: dict[str, float]
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready record of the result (paths as names)."""
+        body = asdict(self)
+        body["outputs"] = {role: p.name for role, p in self.outputs.items()}
+        return body
+
+
+def output_names(user_id: str, audio_output: str) -> dict[str, str]:
+    """The output file names, as the original service named them."""
+    names = {
+        "video": f"final_video_{user_id}.mp4",
+        "srt": f"subtitle_{user_id}.srt",
+        "vtt": f"subtitle_{user_id}.vtt",
+        "transcript": f"transcript_{user_id}.json",
+    }
+    if audio_output != "none":
+        names["audio"] = f"final_audio_{user_id}.{audio_output}"
+    return names
+
+
+def process_take(
+    chunk_dir: Path,
+    out_dir: Path,
+    work_dir: Path,
+    options: TakeOptions,
+    on_stage: Stage | None = None,
+) -> TakeResult:
+    """Join, encode, transcribe and mux one take; returns where each output is."""
+
+    def stage(name: str, fraction: float = 0.0) -> None:
+        if on_stage is not None:
+            on_stage(name, fraction)
+
+    timings: dict[str, float] = {}
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = output_names(options.user_id, options.media.audio_output)
+    stage("plan")
+    plan = plan_take(
+        chunk_dir,
+        expected_video=options.expected_video,
+        expected_audio=options.expected_audio,
+        max_total_bytes=options.max_total_bytes,
+    )
+    media_options = MediaOptions(**{**asdict(options.media), "speech": options.transcribe})
+    stage("encode")
+    encoded = media.encode_take(
+        plan, work_dir, media_options, progress=lambda f: stage("encode", f)
+    )
+    lap("encode")
+    outputs: dict[str, Path] = {}
+    cues: list[captions.Cue] = []
+    language = engine_name = model = None
+    if not encoded.audio:
+        captions_state = "skipped: no audio"
+    elif not options.transcribe:
+        captions_state = "skipped: not requested"
+    else:
+        stage("transcribe")
+        engine = load_engine(
+            options.engine, options.model, device=options.device,
+            compute_type=options.compute_type, threads=options.threads,
+            model_dir=options.model_dir,
+        )  # fmt: skip
+        assert encoded.speech_path is not None
+        transcript = engine.transcribe(read_samples(encoded.speech_path), options.language)
+        language, engine_name, model = transcript.language, transcript.engine, transcript.model
+        cues = captions.cues_from(transcript, encoded.duration)
+        for role, text in (
+            ("srt", captions.to_srt(cues)),
+            ("vtt", captions.to_vtt(cues)),
+            ("transcript", captions.to_json(
+                transcript, **options.labels, user_id=options.user_id,
+                timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )),
+        ):  # fmt: skip
+            outputs[role] = out_dir / names[role]
+            outputs[role].write_text(text, encoding="utf-8")
+        captions_state = f"embedded: {len(cues)} cues" if cues else "none: no speech found"
+        lap("transcribe")
+    stage("mux")
+    outputs["video"] = out_dir / names["video"]
+    media.mux_final(encoded.path, outputs["video"], cues, language)
+    if encoded.audio and "audio" in names:
+        outputs["audio"] = out_dir / names["audio"]
+        if options.media.audio_output == "m4a":
+            media.remux_audio(encoded.path, outputs["audio"])
+        elif encoded.audio_path is not None:
+            encoded.audio_path.replace(outputs["audio"])
+    lap("mux")
+    stage("done", 1.0)
+    return TakeResult(
+        outputs=outputs,
+        duration=round(encoded.duration, 3),
+        video={
+            "source_codec": encoded.source_codec,
+            "copied": encoded.video_copied,
+            "width": encoded.width,
+            "height": encoded.height,
+            "frames": encoded.frames,
+            "dropped_frames": encoded.dropped_frames,
+            "layout": plan.video.layout.value if plan.video else None,
+        },
+        audio=encoded.audio,
+        captions=captions_state,
+        language=language,
+        engine=engine_name,
+        model=model,
+        cues=len(cues),
+        warnings=encoded.warnings,
+        timings=timings,
+    )

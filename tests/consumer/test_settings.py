@@ -1,0 +1,53 @@
+"""Settings: defaults that run locally, one clear line for a bad value, secrets hidden."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumer.logs import RedactSecrets
+from consumer.settings import SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    for name in ("SOURCE", "CF_QUEUE_ID", "SQS_QUEUE_URL", "WEBHOOK_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_no_cloud_settings_means_the_local_source() -> None:
+    settings = load_settings()
+    assert settings.source == "local" and settings.sweep_interval > 0
+
+
+def test_missing_setting_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE", "cloudflare")
+    with pytest.raises(SettingsError, match="CF_QUEUE_ID is required when SOURCE=cloudflare"):
+        load_settings()
+
+
+def test_invalid_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONCURRENCY", "lots")
+    with pytest.raises(SettingsError, match=r"^CONCURRENCY: "):
+        load_settings()
+
+
+def test_dotenv_is_read_and_r2_endpoint_built(tmp_path: object) -> None:
+    from pathlib import Path
+
+    Path(".env").write_text("ACCOUNT_ID=abc123\nS3_BUCKET_NAME=b\nSQS_QUEUE_URL=http://q\n")
+    settings = load_settings()
+    assert settings.source == "sqs"
+    assert settings.endpoint_url == "https://abc123.r2.cloudflarestorage.com"
+
+
+def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S3_SECRET_ACCESS_KEY", "very-secret-key-123")
+    monkeypatch.setenv("CF_API_TOKEN", "cf-token-456789")
+    settings = load_settings()
+    assert "very-secret-key-123" not in repr(settings) + str(settings.model_dump())
+    redact = RedactSecrets(settings.secrets)
+    event = redact(
+        None, "info", {"event": "url https://x?t=cf-token-456789", "n": ["very-secret-key-123"]}
+    )
+    assert "cf-token-456789" not in str(event) and "very-secret-key-123" not in str(event)

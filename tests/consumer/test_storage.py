@@ -1,0 +1,100 @@
+"""The object store on a real S3 server (moto) and on a folder, and the lease on both."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from consumer.lease import Lease, LeaseHeld, LeaseLost
+from consumer.storage import LocalStorage, PreconditionFailed, S3Storage, Storage
+from tests.support.s3 import s3
+
+
+def s3_storage(bucket: str) -> S3Storage:
+    import os
+
+    return S3Storage(bucket, endpoint_url=os.environ["WHISP_TEST_S3"], access_key="testing",
+                     secret_key="testing", region="us-east-1")  # fmt: skip
+
+
+@pytest.fixture(params=["s3", "local"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    if request.param == "s3":
+        return s3_storage(request.getfixturevalue("bucket"))
+    return LocalStorage(tmp_path / "bucket")
+
+
+async def test_conditional_put_creates_once_and_replaces_only_its_version(storage: Storage) -> None:
+    etag = await storage.put_bytes("a/lock", b"one", if_none_match=True)
+    with pytest.raises(PreconditionFailed):
+        await storage.put_bytes("a/lock", b"two", if_none_match=True)
+    new = await storage.put_bytes("a/lock", b"three", if_match=etag)
+    with pytest.raises(PreconditionFailed):
+        await storage.put_bytes("a/lock", b"four", if_match=etag)
+    got = await storage.get_bytes("a/lock")
+    assert got == (b"three", new)
+    await storage.close()
+
+
+async def test_listing_uses_a_trailing_slash_and_paginates(storage: Storage) -> None:
+    """user_1/ does not match user_10/; more than 1,000 keys come back."""
+    await asyncio.gather(*(storage.put_bytes(f"r/m/t/user_1/c{i}", b"x") for i in range(1005)))
+    await storage.put_bytes("r/m/t/user_10/c0", b"x")
+    found = await storage.list_objects("r/m/t/user_1/")
+    assert len(found) == 1005 and all(o.key.startswith("r/m/t/user_1/") for o in found)
+    await storage.close()
+
+
+async def test_upload_sets_content_type(bucket: str, tmp_path: Path) -> None:
+    path = tmp_path / "x.mp4"
+    path.write_bytes(b"\0" * 100)
+    storage = s3_storage(bucket)
+    await storage.upload(path, "out/x.mp4", "video/mp4")
+    head = s3().head_object(Bucket=bucket, Key="out/x.mp4")
+    assert head["ContentType"] == "video/mp4" and head["ContentLength"] == 100
+    await storage.close()
+
+
+async def test_large_upload_is_multipart_and_whole(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import consumer.storage as module
+
+    monkeypatch.setattr(module, "MULTIPART_THRESHOLD", 6 * 1024 * 1024)
+    monkeypatch.setattr(module, "PART_SIZE", 5 * 1024 * 1024)
+    data = bytes(range(256)) * (48 * 1024)  # 12 MiB: three parts
+    path = tmp_path / "big.mp4"
+    path.write_bytes(data)
+    storage = s3_storage(bucket)
+    await storage.upload(path, "out/big.mp4", "video/mp4")
+    got = s3().get_object(Bucket=bucket, Key="out/big.mp4")
+    assert got["Body"].read() == data and "-3" in got["ETag"]
+    await storage.close()
+
+
+async def test_lease_one_winner_and_stale_takeover(storage: Storage) -> None:
+    """Two consumers race: one wins. A dead owner's expired lease is taken over."""
+    clock = [1000.0]
+    a = Lease(storage, "t/.lock", "a", 60, clock=lambda: clock[0])
+    b = Lease(storage, "t/.lock", "b", 60, clock=lambda: clock[0])
+    results = await asyncio.gather(a.acquire(), b.acquire(), return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["LeaseHeld", "NoneType"]
+    winner, loser = (a, b) if results[0] is None else (b, a)
+    with pytest.raises(LeaseHeld):
+        await loser.acquire()
+    clock[0] += 61  # the winner died without releasing
+    await loser.acquire()
+    with pytest.raises(LeaseLost):
+        await winner.renew()
+    await loser.release()
+    assert await storage.get_bytes("t/.lock") is None
+    await storage.close()
+
+
+async def test_local_storage_never_leaves_its_folder(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "bucket")
+    with pytest.raises(ValueError, match="outside"):
+        await storage.put_bytes("../escape", b"x")
+    assert not (tmp_path / "escape").exists()

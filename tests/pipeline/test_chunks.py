@@ -1,0 +1,153 @@
+"""Finding, ordering and classifying a take's chunks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline.chunks import (
+    Layout,
+    missing_chunks,
+    missing_indices,
+    parse_chunk_name,
+    plan_take,
+)
+from pipeline.errors import BadChunks, LimitExceeded, MissingChunks, NoVideo
+from tests.support.takes import make_take
+
+
+def test_chunk_names_parse_with_padding_and_reject_others() -> None:
+    """Zero-padded indices parse as integers; other names are not chunks."""
+    assert parse_chunk_name("video_007.webm") == ("video", 7)
+    assert parse_chunk_name("av_12.mkv") == ("av", 12)
+    assert parse_chunk_name("audio_3.mp4") == ("audio", 3)
+    for name in (
+        "video_1.webm.bak",
+        "video_.webm",
+        "done.json",
+        "../video_1.webm",
+        "video_-1.webm",
+    ):
+        assert parse_chunk_name(name) is None
+
+
+def test_chunks_are_ordered_by_integer_not_text(fixture_take: Path, tmp_path: Path) -> None:
+    """video_10 comes after video_9, not after video_1."""
+    for i in range(12):
+        (tmp_path / f"video_{i}.webm").write_bytes(b"x")
+    shutil.copyfile(fixture_take / "video_0.webm", tmp_path / "video_0.webm")
+    plan = plan_take(tmp_path)
+    assert plan.video is not None
+    assert [c.index for c in plan.video.chunks] == list(range(12))
+
+
+def test_fixture_is_a_split_stream(fixture_take: Path) -> None:
+    """Chromium's timeslice chunks: only chunk 0 has a header, so the layout is split."""
+    plan = plan_take(fixture_take)
+    assert plan.video is not None and plan.audio is not None
+    assert plan.video.layout is Layout.SPLIT
+    assert plan.audio.layout is Layout.SPLIT
+    assert len(plan.video.chunks) == 8
+
+
+def test_restarted_recordings_are_detected(tmp_path: Path) -> None:
+    """A recorder restarted per chunk gives a header in every chunk."""
+    make_take(tmp_path, layout="restarted", chunks=3, duration=1.5)
+    plan = plan_take(tmp_path)
+    assert plan.video is not None and plan.video.layout is Layout.RESTARTED
+
+
+def test_missing_middle_chunk_is_reported(tmp_path: Path) -> None:
+    """A hole in the indices names the missing chunk."""
+    make_take(tmp_path, chunks=4, duration=1.0)
+    (tmp_path / "video_2.webm").unlink()
+    with pytest.raises(MissingChunks) as err:
+        plan_take(tmp_path)
+    assert err.value.missing == {"video": [2]}
+    assert str(err.value) == "missing chunks: video 2"
+    assert err.value.retryable
+
+
+def test_missing_chunk_zero_is_reported_not_a_parse_error(tmp_path: Path) -> None:
+    """Without chunk 0 the take is missing its header chunk, said as such."""
+    make_take(tmp_path, chunks=3, duration=1.0)
+    (tmp_path / "video_0.webm").unlink()
+    with pytest.raises(MissingChunks, match="video 0"):
+        plan_take(tmp_path)
+
+
+def test_expected_counts_find_missing_tail(tmp_path: Path) -> None:
+    """With counts from the marker, chunks not yet uploaded at the end are missing."""
+    make_take(tmp_path, chunks=3, duration=1.0)
+    with pytest.raises(MissingChunks, match=r"video 3, 4; audio 3"):
+        plan_take(tmp_path, expected_video=5, expected_audio=4)
+
+
+def test_numbering_may_start_at_one(tmp_path: Path) -> None:
+    """Chunks numbered from 1 are complete."""
+    make_take(tmp_path, chunks=3, duration=1.0, first_index=1)
+    assert missing_indices([1, 2, 3], 3) == []
+    plan = plan_take(tmp_path, expected_video=3)
+    assert plan.video is not None and plan.video.chunks[0].index == 1
+
+
+def test_missing_chunks_by_name_lists_the_video_kind_first() -> None:
+    """Holes and marker counts give the missing indices per kind, av before audio."""
+    assert missing_chunks({"audio": [0, 2], "av": [0, 1]}, 4, None) == {
+        "av": [2, 3],
+        "audio": [1],
+    }
+    assert missing_chunks({"video": [0], "audio": [0]}, None, 2) == {"audio": [1]}
+    assert missing_chunks({"video": [0, 1]}, 2, None) == {}
+
+
+def test_zero_byte_later_chunk_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    """An empty blob (MediaRecorder sends them) is skipped, and the plan says so."""
+    make_take(tmp_path, chunks=3, duration=1.0)
+    (tmp_path / "audio_3.webm").write_bytes(b"")
+    plan = plan_take(tmp_path)
+    assert any("audio_3.webm is empty" in w for w in plan.warnings)
+    assert plan.audio is not None and len(plan.audio.chunks) == 3
+
+
+def test_empty_first_chunk_is_a_clear_error(tmp_path: Path) -> None:
+    make_take(tmp_path, chunks=2, duration=1.0)
+    (tmp_path / "video_0.webm").write_bytes(b"")
+    with pytest.raises(BadChunks, match=r"first video chunk video_0\.webm is empty"):
+        plan_take(tmp_path)
+
+
+def test_first_chunk_that_is_not_media_is_refused(tmp_path: Path) -> None:
+    make_take(tmp_path, chunks=2, duration=1.0)
+    (tmp_path / "video_0.webm").write_bytes(b"<html>not a video</html>")
+    with pytest.raises(BadChunks, match="not media"):
+        plan_take(tmp_path)
+
+
+def test_kind_mixing_split_and_restarted_is_refused(tmp_path: Path) -> None:
+    """A header in some later chunks but not others is neither layout."""
+    make_take(tmp_path, chunks=3, duration=1.0)
+    shutil.copyfile(tmp_path / "video_0.webm", tmp_path / "video_2.webm")
+    with pytest.raises(BadChunks, match="mix"):
+        plan_take(tmp_path)
+
+
+def test_take_with_no_video_is_refused(tmp_path: Path) -> None:
+    make_take(tmp_path, video_codec=None, chunks=2, duration=1.0)
+    with pytest.raises(NoVideo):
+        plan_take(tmp_path)
+
+
+def test_av_mixed_with_separate_tracks_is_refused(tmp_path: Path) -> None:
+    make_take(tmp_path, chunks=2, duration=1.0)
+    shutil.copyfile(tmp_path / "video_0.webm", tmp_path / "av_0.webm")
+    with pytest.raises(BadChunks, match="av_"):
+        plan_take(tmp_path)
+
+
+def test_total_bytes_limit_is_checked_before_work(tmp_path: Path) -> None:
+    make_take(tmp_path, chunks=2, duration=1.0)
+    with pytest.raises(LimitExceeded, match="over the limit"):
+        plan_take(tmp_path, max_total_bytes=1000)

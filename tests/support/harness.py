@@ -1,0 +1,120 @@
+"""Running ``whisp run`` as a subprocess against moto's S3 and the queue emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.support.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
+from tests.support.s3 import s3
+
+QUEUE = "c" * 32
+
+
+def env_for(
+    emulator: QueueEmulator | None, bucket: str, work: Path, **extra: object
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CF_", "S3_", "SQS_"))}
+    env.update(
+        SOURCE="cloudflare", ACCOUNT_ID=ACCOUNT, CF_QUEUE_ID=QUEUE, CF_API_TOKEN=TOKEN,
+        S3_ENDPOINT_URL=os.environ["WHISP_TEST_S3"], S3_BUCKET_NAME=bucket,
+        S3_ACCESS_KEY_ID="testing", S3_SECRET_ACCESS_KEY="testing-secret-value",
+        S3_REGION="us-east-1", WORK_DIR=str(work), POLL_INTERVAL_SECONDS="0.2",
+        LOG_FORMAT="json", LOG_LEVEL="INFO", WHISPER_THREADS="1", HF_HUB_OFFLINE="1",
+        LEASE_SECONDS="6", RETRY_DELAY_SECONDS="1", DRAIN_SECONDS="30",
+    )  # fmt: skip
+    if emulator is not None:
+        env["CF_API_BASE"] = emulator.api_base
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class Whisp:
+    """One ``whisp run`` process; its log lines are kept for assertions."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log_path = log
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "consumer", "run"],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def lines(self) -> list[dict[str, Any]]:
+        out = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                out.append({"event": raw})
+        return out
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line.get("event") == name]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+
+@contextmanager
+def whisp(env: dict[str, str], log: Path) -> Iterator[Whisp]:
+    w = Whisp(env, log)
+    try:
+        yield w
+    finally:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()
+
+
+def upload(bucket: str, folder: Path, prefix: str, names: list[str] | None = None,
+           emulator: QueueEmulator | None = None) -> None:  # fmt: skip
+    """Upload files as a client would, and enqueue the R2 notification of each."""
+    client: Any = s3()
+    for name in names or sorted(p.name for p in folder.iterdir() if p.is_file()):
+        data = (folder / name).read_bytes()
+        put = client.put_object(Bucket=bucket, Key=prefix + name, Body=data)
+        if emulator is not None:
+            emulator.send(QUEUE, r2_event(prefix + name, len(data), put["ETag"].strip('"')))
+
+
+def put_marker(
+    bucket: str, prefix: str, body: dict[str, Any], emulator: QueueEmulator | None
+) -> None:
+    client: Any = s3()
+    data = json.dumps(body).encode()
+    put = client.put_object(Bucket=bucket, Key=prefix + "done.json", Body=data)
+    if emulator is not None:
+        emulator.send(QUEUE, r2_event(prefix + "done.json", len(data), put["ETag"].strip('"')))
+
+
+def status(bucket: str, key: str) -> dict[str, Any] | None:
+    client: Any = s3()
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except client.exceptions.NoSuchKey:
+        return None
+    return dict(json.loads(body))
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 90, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -1,0 +1,53 @@
+"""The rules that make the layout worth having, checked on the source itself."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from tests.support.paths import ROOT
+
+
+def imports(package: str) -> dict[str, set[str]]:
+    """Every module of a package and the modules it imports (at any depth in the file)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+        found[path.relative_to(ROOT).as_posix()] = names
+    return found
+
+
+def offenders(package: str, forbidden: str) -> list[str]:
+    return [
+        f"{module} imports {name}"
+        for module, names in imports(package).items()
+        for name in sorted(names)
+        if name == forbidden or name.startswith(forbidden + ".")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [("pipeline", "consumer"), ("consumer", "av"), ("consumer", "tests"), ("pipeline", "tests")],
+)
+def test_layers_keep_their_imports(package: str, forbidden: str) -> None:
+    """pipeline never imports consumer; consumer has no media code; neither needs tests."""
+    assert offenders(package, forbidden) == []
+
+
+def test_the_cli_is_a_leaf() -> None:
+    """Nothing but the CLI itself (and ``python -m consumer``) imports the CLI."""
+    users = [
+        module
+        for module, names in imports("consumer").items()
+        if any(n == "consumer.cli" or n.startswith("consumer.cli.") for n in names)
+        and not module.startswith("consumer/cli/")
+        and module != "consumer/__main__.py"
+    ]
+    assert users == []
