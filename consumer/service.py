@@ -86,8 +86,12 @@ class Service:
             self.stopping.set()
 
     async def run(self) -> None:
-        log.info("whisp started", source=self.source.name, owner=self.owner,
-                 concurrency=self.settings.concurrency)  # fmt: skip
+        log.info(
+            "whisp started",
+            source=self.source.name,
+            owner=self.owner,
+            concurrency=self.settings.concurrency,
+        )
         sweeper = None
         if self.settings.sweep_interval > 0:
             sweeper = asyncio.create_task(self._sweep_loop())

@@ -246,15 +246,20 @@ class S3Storage:
                     number = 1
                     while data := f.read(PART_SIZE):
                         part = await s3.upload_part(
-                            Bucket=self.bucket, Key=key, UploadId=upload_id,
-                            PartNumber=number, Body=data,
-                        )  # fmt: skip
+                            Bucket=self.bucket,
+                            Key=key,
+                            UploadId=upload_id,
+                            PartNumber=number,
+                            Body=data,
+                        )
                         parts.append({"ETag": part["ETag"], "PartNumber": number})
                         number += 1
                 await s3.complete_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id,
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
                     MultipartUpload={"Parts": parts},
-                )  # fmt: skip
+                )
             except BaseException:
                 with contextlib.suppress(Exception):
                     await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)

@@ -165,8 +165,9 @@ class TakeJob:
                 await reporter
         status.record.pop("progress", None)
         status.record["timings"] = {
-            **result.timings, "pipeline": round(time.monotonic() - started, 3)
-        }  # fmt: skip
+            **result.timings,
+            "pipeline": round(time.monotonic() - started, 3),
+        }
         await status.write("processing", "uploading")
         keys: dict[str, str] = {}
         uploads = sorted(result.outputs.items(), key=lambda kv: kv[0] == "transcript")
@@ -176,15 +177,22 @@ class TakeJob:
             await self.storage.upload(path, key, content_type(path))
             keys[role] = key
             status.record.setdefault("outputs", {})[role] = {
-                "key": key, "size": path.stat().st_size
-            }  # fmt: skip
+                "key": key,
+                "size": path.stat().st_size,
+            }
         summary = result.summary()
         status.record.update(
-            duration=summary["duration"], video=summary["video"], audio=summary["audio"],
-            captions=summary["captions"], language=summary["language"],
-            engine=summary["engine"], model=summary["model"], cues=summary["cues"],
-            warnings=summary["warnings"], error=None,
-        )  # fmt: skip
+            duration=summary["duration"],
+            video=summary["video"],
+            audio=summary["audio"],
+            captions=summary["captions"],
+            language=summary["language"],
+            engine=summary["engine"],
+            model=summary["model"],
+            cues=summary["cues"],
+            warnings=summary["warnings"],
+            error=None,
+        )
         await self._notify(ref, status, "completed", keys, None)
         await status.write("done", "done")
         log.info("take done", duration=result.duration, captions=result.captions)
@@ -205,20 +213,26 @@ class TakeJob:
         return TakeOptions(
             user_id=ref.user_id,
             media=MediaOptions(
-                preset=s.video_preset, crf=s.video_crf, audio_output=s.audio_output,
-                max_duration=s.max_duration_seconds, max_width=s.max_width,
+                preset=s.video_preset,
+                crf=s.video_crf,
+                audio_output=s.audio_output,
+                max_duration=s.max_duration_seconds,
+                max_width=s.max_width,
                 max_height=s.max_height,
             ),
             transcribe=not marker.skip_transcription,
             engine=s.whisper_engine,
             model=marker.whisper_model or s.whisper_model,
             language=marker.language or s.language,
-            device=s.whisper_device, compute_type=s.whisper_compute_type,
-            threads=s.whisper_threads, model_dir=s.whisper_model_dir,
-            expected_video=marker.video_chunks, expected_audio=marker.audio_chunks,
+            device=s.whisper_device,
+            compute_type=s.whisper_compute_type,
+            threads=s.whisper_threads,
+            model_dir=s.whisper_model_dir,
+            expected_video=marker.video_chunks,
+            expected_audio=marker.audio_chunks,
             max_total_bytes=s.max_total_bytes,
             labels={"meeting_id": ref.meeting_id, "take": ref.take},
-        )  # fmt: skip
+        )
 
     async def _wait_for_chunks(
         self, ref: TakeRef, status: _Status, error: MissingChunks

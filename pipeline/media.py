@@ -325,9 +325,14 @@ def probe(path: Path) -> Probe:
 
 # What a take can need: encoders for the outputs, decoders for what browsers record.
 CODECS: tuple[tuple[str, Literal["r", "w"]], ...] = (
-    ("libx264", "w"), ("aac", "w"), ("mov_text", "w"),
-    ("vp8", "r"), ("vp9", "r"), ("opus", "r"), ("h264", "r"),
-)  # fmt: skip
+    ("libx264", "w"),
+    ("aac", "w"),
+    ("mov_text", "w"),
+    ("vp8", "r"),
+    ("vp9", "r"),
+    ("opus", "r"),
+    ("h264", "r"),
+)
 
 
 def codec_support() -> list[tuple[str, str, str | None]]:

@@ -120,10 +120,13 @@ def process_take(
     else:
         stage("transcribe")
         engine = load_engine(
-            options.engine, options.model, device=options.device,
-            compute_type=options.compute_type, threads=options.threads,
+            options.engine,
+            options.model,
+            device=options.device,
+            compute_type=options.compute_type,
+            threads=options.threads,
             model_dir=options.model_dir,
-        )  # fmt: skip
+        )
         assert encoded.speech_path is not None
         transcript = engine.transcribe(read_samples(encoded.speech_path), options.language)
         language, engine_name, model = transcript.language, transcript.engine, transcript.model
@@ -131,11 +134,16 @@ def process_take(
         for role, text in (
             ("srt", captions.to_srt(cues)),
             ("vtt", captions.to_vtt(cues)),
-            ("transcript", captions.to_json(
-                transcript, **options.labels, user_id=options.user_id,
-                timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            )),
-        ):  # fmt: skip
+            (
+                "transcript",
+                captions.to_json(
+                    transcript,
+                    **options.labels,
+                    user_id=options.user_id,
+                    timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                ),
+            ),
+        ):
             outputs[role] = out_dir / names[role]
             outputs[role].write_text(text, encoding="utf-8")
         captions_state = f"embedded: {len(cues)} cues" if cues else "none: no speech found"

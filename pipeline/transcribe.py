@@ -30,9 +30,21 @@ from pipeline.errors import TranscriptionError
 EngineName = Literal["faster-whisper", "openai-whisper"]
 SAMPLE_RATE = 16_000
 MODEL_NAMES = (
-    "tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en",
-    "large-v1", "large-v2", "large-v3", "large", "large-v3-turbo", "turbo",
-)  # fmt: skip
+    "tiny",
+    "tiny.en",
+    "base",
+    "base.en",
+    "small",
+    "small.en",
+    "medium",
+    "medium.en",
+    "large-v1",
+    "large-v2",
+    "large-v3",
+    "large",
+    "large-v3-turbo",
+    "turbo",
+)
 
 
 @dataclass(frozen=True)

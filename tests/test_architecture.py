@@ -51,3 +51,16 @@ def test_the_cli_is_a_leaf() -> None:
         and module != "consumer/__main__.py"
     ]
     assert users == []
+
+
+def test_no_formatter_escapes() -> None:
+    """The formatter formats: no escape comments anywhere."""
+    escapes = ("fmt: " + "skip", "fmt: " + "off")
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for folder in ("consumer", "pipeline", "tests", "bench")
+        for path in (ROOT / folder).rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if any(escape in line for escape in escapes)
+    ]
+    assert found == []

@@ -27,9 +27,14 @@ REF = ("demo-meeting", "1", "alice")
 async def demo(folder: Path, timeout: float = 300.0) -> int:
     root = (folder / "bucket").resolve()
     settings = load_settings(
-        source="local", local_root=root, work_dir=folder.resolve() / "work",
-        log_format="console", log_level="WARNING", language="en", sweep_interval_seconds=1.0,
-    )  # fmt: skip
+        source="local",
+        local_root=root,
+        work_dir=folder.resolve() / "work",
+        log_format="console",
+        log_level="WARNING",
+        language="en",
+        sweep_interval_seconds=1.0,
+    )
     logs.configure(settings.log_level, settings.log_format, settings.secrets)
     take = root / "recordings" / REF[0] / REF[1]
     shutil.rmtree(take, ignore_errors=True)

@@ -41,9 +41,12 @@ async def doctor(settings: Settings) -> int:
         from pipeline.transcribe import load_engine
 
         await asyncio.to_thread(
-            load_engine, settings.whisper_engine, settings.whisper_model,
-            device=settings.whisper_device, model_dir=settings.whisper_model_dir,
-        )  # fmt: skip
+            load_engine,
+            settings.whisper_engine,
+            settings.whisper_model,
+            device=settings.whisper_device,
+            model_dir=settings.whisper_model_dir,
+        )
         report(True, "model", f"{settings.whisper_engine} {settings.whisper_model} loads")
     except Exception as e:
         report(False, "model", str(e))

@@ -69,9 +69,11 @@ def process_local(take: Path, args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
     bar.close()
     video = result.video
-    print(f"{result.duration:.2f} s, {video['width']}x{video['height']}, "
-          f"{video['frames']} frames, video {'copied' if video['copied'] else 'encoded'}, "
-          f"captions {result.captions}")  # fmt: skip
+    print(
+        f"{result.duration:.2f} s, {video['width']}x{video['height']}, "
+        f"{video['frames']} frames, video {'copied' if video['copied'] else 'encoded'}, "
+        f"captions {result.captions}"
+    )
     for role, path in result.outputs.items():
         print(f"{role:>10}  {path}")
     for warning in result.warnings:
@@ -89,8 +91,11 @@ async def process_remote(settings: Settings, prefix: str) -> int:
     layout = KeyLayout(settings.recordings_prefix, settings.marker_name)
     ref = layout.marker_take(prefix.rstrip("/") + "/" + settings.marker_name)
     if ref is None:
-        print(f"whisp: {prefix!r} is neither a folder nor a take prefix "
-              f"({settings.recordings_prefix}/MEETING/TAKE/USER/)", file=sys.stderr)  # fmt: skip
+        print(
+            f"whisp: {prefix!r} is neither a folder nor a take prefix "
+            f"({settings.recordings_prefix}/MEETING/TAKE/USER/)",
+            file=sys.stderr,
+        )
         return 2
     storage = make_storage(settings)
     workers = WorkerPool(1)

@@ -19,8 +19,14 @@ QUEUE = "a" * 32
 def client(
     emulator: QueueEmulator, token: str = TOKEN, visibility_ms: int = 60_000
 ) -> CloudflareQueue:
-    return CloudflareQueue(api_base=emulator.api_base, account_id=ACCOUNT, queue_id=QUEUE,
-                           token=token, batch_size=100, visibility_timeout_ms=visibility_ms)  # fmt: skip
+    return CloudflareQueue(
+        api_base=emulator.api_base,
+        account_id=ACCOUNT,
+        queue_id=QUEUE,
+        token=token,
+        batch_size=100,
+        visibility_timeout_ms=visibility_ms,
+    )
 
 
 async def test_pull_decodes_r2_events_and_ack_removes_them(emulator: QueueEmulator) -> None:

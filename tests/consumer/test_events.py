@@ -57,16 +57,25 @@ def test_r2_delete_and_garbage() -> None:
 
 
 def test_s3_records_are_url_decoded() -> None:
-    body = {"Records": [{"eventName": "ObjectCreated:Put",
-                         "s3": {"object": {"key": "recordings/m+1/t/u%2Bx/done.json", "size": 2}}}]}  # fmt: skip
+    body = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {"object": {"key": "recordings/m+1/t/u%2Bx/done.json", "size": 2}},
+            }
+        ]
+    }
     [event] = parse_s3(body)
     assert event.key == "recordings/m 1/t/u+x/done.json" and event.created
 
 
 def test_s3_test_event_and_sns_envelope() -> None:
     assert parse_s3({"Event": "s3:TestEvent", "Service": "Amazon S3"}) == []
-    inner = {"Records": [{"eventName": "ObjectCreated:CompleteMultipartUpload",
-                          "s3": {"object": {"key": "a/b"}}}]}  # fmt: skip
+    inner = {
+        "Records": [
+            {"eventName": "ObjectCreated:CompleteMultipartUpload", "s3": {"object": {"key": "a/b"}}}
+        ]
+    }
     [event] = parse_s3({"Type": "Notification", "Message": json.dumps(inner)})
     assert event.key == "a/b"
 
@@ -89,7 +98,13 @@ def test_marker_options_are_strict() -> None:
     options = parse_marker(b'{"video_chunks": 3, "skip_transcription": true, "x": 1}')
     assert options.video_chunks == 3 and options.skip_transcription and options.cleanup
     assert parse_marker(b"").video_chunks is None
-    for bad in (b'{"skip_transcription": "false"}', b'{"video_chunks": "3"}',
-                b'{"whisper_model": "/etc/passwd"}', b"[1]", b"{nope", b" " * 70_000):  # fmt: skip
+    for bad in (
+        b'{"skip_transcription": "false"}',
+        b'{"video_chunks": "3"}',
+        b'{"whisper_model": "/etc/passwd"}',
+        b"[1]",
+        b"{nope",
+        b" " * 70_000,
+    ):
         with pytest.raises(BadMarker):
             parse_marker(bad)

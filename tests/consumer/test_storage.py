@@ -15,8 +15,13 @@ from tests.support.s3 import s3
 def s3_storage(bucket: str) -> S3Storage:
     import os
 
-    return S3Storage(bucket, endpoint_url=os.environ["WHISP_TEST_S3"], access_key="testing",
-                     secret_key="testing", region="us-east-1")  # fmt: skip
+    return S3Storage(
+        bucket,
+        endpoint_url=os.environ["WHISP_TEST_S3"],
+        access_key="testing",
+        secret_key="testing",
+        region="us-east-1",
+    )
 
 
 @pytest.fixture(params=["s3", "local"])

@@ -52,8 +52,14 @@ async def test_notice_is_signed_and_retried_until_delivered(
     path, body, signature = got[-1]
     assert path == "/done/m1/2/u3"
     assert signature == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert json.loads(body) == {"status": "completed", "meeting_id": "m1", "take": "2",
-                                "user_id": "u3", "outputs": {"video": "k.mp4"}, "error": None}  # fmt: skip
+    assert json.loads(body) == {
+        "status": "completed",
+        "meeting_id": "m1",
+        "take": "2",
+        "user_id": "u3",
+        "outputs": {"video": "k.mp4"},
+        "error": None,
+    }
 
 
 async def test_a_notice_that_keeps_failing_is_reported_not_raised(

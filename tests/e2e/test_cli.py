@@ -11,14 +11,24 @@ from tests.support.takes import make_take
 
 
 def whisp(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "consumer", *args],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "consumer", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_process_prints_where_each_output_is(tmp_path: Path) -> None:
     make_take(tmp_path / "bob", duration=2.0, chunks=2)
-    result = whisp("process", str(tmp_path / "bob"), "--out", str(tmp_path / "out"),
-                   "--skip-transcription", "--audio-output", "m4a", "--crf", "30")  # fmt: skip
+    result = whisp(
+        "process",
+        str(tmp_path / "bob"),
+        "--out",
+        str(tmp_path / "out"),
+        "--skip-transcription",
+        "--audio-output",
+        "m4a",
+        "--crf",
+        "30",
+    )
     assert result.returncode == 0, result.stderr
     video = tmp_path / "out" / "final_video_bob.mp4"
     assert f"video  {video}" in result.stdout
@@ -50,8 +60,13 @@ def test_process_a_take_prefix_in_the_bucket(bucket: str, tmp_path: Path) -> Non
     upload(bucket, tmp_path / "take", "recordings/m/1/u/")
     put_marker(bucket, "recordings/m/1/u/", {"skip_transcription": True}, None)
     env = env_for(None, bucket, tmp_path / "work", SOURCE="sqs", SQS_QUEUE_URL="http://unused")
-    result = subprocess.run([sys.executable, "-m", "consumer", "process", "recordings/m/1/u/"],
-                            env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "consumer", "process", "recordings/m/1/u/"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "m/1/u: done"
     assert (status(bucket, "recordings/m/1/status_u.json") or {}).get("state") == "done"
@@ -64,11 +79,20 @@ def test_doctor_checks_bucket_queue_codecs_and_model(bucket: str, tmp_path: Path
     with QueueEmulator() as emulator:
         emulator.create_queue(QUEUE)
         good = env_for(emulator, bucket, tmp_path)
-        ok = subprocess.run([sys.executable, "-m", "consumer", "doctor"], env=good,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
-        bad = subprocess.run([sys.executable, "-m", "consumer", "doctor"],
-                             env={**good, "CF_API_TOKEN": "wrong-token-value"},
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        ok = subprocess.run(
+            [sys.executable, "-m", "consumer", "doctor"],
+            env=good,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        bad = subprocess.run(
+            [sys.executable, "-m", "consumer", "doctor"],
+            env={**good, "CF_API_TOKEN": "wrong-token-value"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert ok.returncode == 0, ok.stdout
     assert "ok    queue: cloudflare" in ok.stdout and "ok    model:" in ok.stdout
     assert "ok    codec: libx264 (encode)" in ok.stdout

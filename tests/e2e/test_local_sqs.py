@@ -92,8 +92,13 @@ def test_sqs_notifications_from_a_real_bucket_configuration(bucket: str, tmp_pat
     import os
 
     url = os.environ["WHISP_TEST_S3"]
-    sqs: Any = boto3.client("sqs", endpoint_url=url, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    sqs: Any = boto3.client(
+        "sqs",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     queue_url = sqs.create_queue(QueueName=f"{bucket}-events")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
@@ -109,8 +114,15 @@ def test_sqs_notifications_from_a_real_bucket_configuration(bucket: str, tmp_pat
     make_take(tmp_path / "take", duration=1.0, chunks=2)
     upload(bucket, tmp_path / "take", prefix)
     client.put_object(Bucket=bucket, Key=prefix + "done.json", Body=b'{"skip_transcription": true}')
-    env = env_for(None, bucket, tmp_path / "work", SOURCE="sqs", SQS_QUEUE_URL=queue_url,
-                  SQS_ENDPOINT_URL=url, SQS_WAIT_SECONDS=1)  # fmt: skip
+    env = env_for(
+        None,
+        bucket,
+        tmp_path / "work",
+        SOURCE="sqs",
+        SQS_QUEUE_URL=queue_url,
+        SQS_ENDPOINT_URL=url,
+        SQS_WAIT_SECONDS=1,
+    )
     for name in ("CF_QUEUE_ID", "CF_API_TOKEN"):
         env.pop(name, None)
     key = "recordings/m-1.x/1/status_alice.json"
@@ -118,16 +130,26 @@ def test_sqs_notifications_from_a_real_bucket_configuration(bucket: str, tmp_pat
         done = wait_for(
             lambda: (status(bucket, key) or {}).get("state") == "done" and status(bucket, key), 60
         )
-        wait_for(lambda: int(sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])
-                             ["Attributes"]["ApproximateNumberOfMessages"]) == 0, 30)  # fmt: skip
+        wait_for(
+            lambda: (
+                int(
+                    sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])[
+                        "Attributes"
+                    ]["ApproximateNumberOfMessages"]
+                )
+                == 0
+            ),
+            30,
+        )
         w.stop()
     assert len(done["fingerprint"]["chunks"]) == 4
 
 
 def test_make_demo_runs_end_to_end(tmp_path: Path) -> None:
     """The README's first command: a take with real speech, processed, shown, ended."""
-    result = subprocess.run(["make", "-C", str(ROOT), "demo"], capture_output=True, text=True,
-                            timeout=600)  # fmt: skip
+    result = subprocess.run(
+        ["make", "-C", str(ROOT), "demo"], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "final_video_alice.mp4" in result.stdout
     length = re.search(r"length (\d+\.\d+) s", result.stdout)

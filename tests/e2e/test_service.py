@@ -122,8 +122,9 @@ def test_marker_before_the_last_chunks_waits_for_them(
         ["video_0.webm", "video_1.webm", "audio_0.webm"],
         emulator,
     )
-    put_marker(bucket, PREFIX, {"video_chunks": 3, "audio_chunks": 3, "skip_transcription": True},
-               emulator)  # fmt: skip
+    put_marker(
+        bucket, PREFIX, {"video_chunks": 3, "audio_chunks": 3, "skip_transcription": True}, emulator
+    )
     with whisp(
         env_for(emulator, bucket, tmp_path / "work", CHUNK_WAIT_SECONDS=20), tmp_path / "log"
     ) as w:
@@ -163,8 +164,10 @@ def test_corrupt_take_fails_permanently_and_the_service_goes_on(
         wait_for(lambda: emulator.backlog(QUEUE) == 0, 10, "every message acknowledged")
         assert w.proc.poll() is None
         w.stop()
-    assert failed["error"] == {"kind": "bad_chunks",
-                               "message": "first video chunk video_0.webm is not media (no header)"}  # fmt: skip
+    assert failed["error"] == {
+        "kind": "bad_chunks",
+        "message": "first video chunk video_0.webm is not media (no header)",
+    }
     assert done["captions"] == "skipped: not requested"
     client: Any = s3()
     assert (
@@ -227,8 +230,12 @@ def test_malformed_messages_and_hostile_keys_are_acknowledged(
     emulator.send(QUEUE, "not json", content_type="text")
     emulator.send(QUEUE, "AAAA", content_type="v8")
     emulator.send(QUEUE, {"unexpected": True})
-    for key in ("recordings/../../etc/x/done.json", "recordings/m/t/../done.json",
-                "recordings/m/t/u/v/done.json", "elsewhere/m/t/u/done.json"):  # fmt: skip
+    for key in (
+        "recordings/../../etc/x/done.json",
+        "recordings/m/t/../done.json",
+        "recordings/m/t/u/v/done.json",
+        "elsewhere/m/t/u/done.json",
+    ):
         emulator.send(QUEUE, r2_event(key))
     with whisp(env_for(emulator, bucket, tmp_path / "work"), tmp_path / "log") as w:
         wait_for(lambda: emulator.backlog(QUEUE) == 0, 30, "every message acknowledged")

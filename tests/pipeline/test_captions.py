@@ -72,12 +72,27 @@ def test_json_has_the_original_fields_plus_words_engine_duration() -> None:
             timestamp="t",
         )
     )
-    for name in ("meeting_id", "take", "user_id", "timestamp", "model_used", "language",
-                 "full_text", "segments", "engine", "duration"):  # fmt: skip
+    for name in (
+        "meeting_id",
+        "take",
+        "user_id",
+        "timestamp",
+        "model_used",
+        "language",
+        "full_text",
+        "segments",
+        "engine",
+        "duration",
+    ):
         assert name in body
     assert body["full_text"] == "Hi there"
     assert body["segments"][0] == {
-        "id": 0, "start": 0.0, "end": 0.9, "text": "Hi there",
-        "words": [{"start": 0.0, "end": 0.4, "word": " Hi", "probability": 0.9},
-                  {"start": 0.5, "end": 0.9, "word": " there", "probability": 0.8}],
-    }  # fmt: skip
+        "id": 0,
+        "start": 0.0,
+        "end": 0.9,
+        "text": "Hi there",
+        "words": [
+            {"start": 0.0, "end": 0.4, "word": " Hi", "probability": 0.9},
+            {"start": 0.5, "end": 0.9, "word": " there", "probability": 0.8},
+        ],
+    }

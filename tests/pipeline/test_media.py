@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -54,11 +55,16 @@ def test_chromium_fixture_becomes_a_full_length_h264_aac_mp4(
     [("vp8", "split", 5), ("vp9", "split", 3), ("vp8", "restarted", 4), ("vp8", "av", 4)],
 )
 def test_layouts_keep_every_frame_and_the_length(
-    tmp_path: Path, codec: str, layout: str, chunks: int
+    tmp_path: Path, codec: Any, layout: Any, chunks: int
 ) -> None:
     """Split at arbitrary byte offsets, restarted per chunk, or one recorder: same result."""
-    spec = make_take(tmp_path / "in", duration=3.0, video_codec=codec, layout=layout,  # type: ignore[arg-type]
-                     chunks=chunks)  # fmt: skip
+    spec = make_take(
+        tmp_path / "in",
+        duration=3.0,
+        video_codec=codec,
+        layout=layout,
+        chunks=chunks,
+    )
     result = run(tmp_path / "in", tmp_path)
     info = streams(result.outputs["video"])
     assert info["video"].packets == spec.video_frames

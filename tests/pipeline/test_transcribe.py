@@ -70,8 +70,9 @@ def test_openai_whisper_transcribes_the_chromium_take(
     fixture_take: Path, tmp_path: Path, openai_checkpoint: Path
 ) -> None:
     """The reference engine on the same real weights, converted from CTranslate2's format."""
-    result = transcribed(fixture_take, tmp_path, engine="openai-whisper",
-                         model=str(openai_checkpoint), language="en")  # fmt: skip
+    result = transcribed(
+        fixture_take, tmp_path, engine="openai-whisper", model=str(openai_checkpoint), language="en"
+    )
     cues = check_captions(result, 15.0)
     text = " ".join(c.content for c in cues)
     assert word_error_rate(text) < 0.25, text

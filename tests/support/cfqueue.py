@@ -198,8 +198,12 @@ class QueueEmulator:
                     delay = item.get("delay_seconds", payload.get("delay_seconds", 0))
                     self._send(queue, item.get("body"), item.get("content_type", "json"), delay)
                 return self._ok(None)
-            self._send(queue, payload.get("body"), payload.get("content_type", "json"),
-                       payload.get("delay_seconds", 0))  # fmt: skip
+            self._send(
+                queue,
+                payload.get("body"),
+                payload.get("content_type", "json"),
+                payload.get("delay_seconds", 0),
+            )
             return self._ok(None)
 
     # ----- queue semantics, under the lock -----

@@ -59,11 +59,17 @@ def _attention(t: dict[str, np.ndarray], src: str, dst: str, fused: str) -> dict
         k, v = np.split(t[f"{src}/linear_1/weight"], 2)
         _, vb = np.split(t[f"{src}/linear_1/bias"], 2)
         out_w, out_b = t[f"{src}/linear_2/weight"], t[f"{src}/linear_2/bias"]
-    out.update({
-        f"{dst}.query.weight": q, f"{dst}.query.bias": qb, f"{dst}.key.weight": k,
-        f"{dst}.value.weight": v, f"{dst}.value.bias": vb,
-        f"{dst}.out.weight": out_w, f"{dst}.out.bias": out_b,
-    })  # fmt: skip
+    out.update(
+        {
+            f"{dst}.query.weight": q,
+            f"{dst}.query.bias": qb,
+            f"{dst}.key.weight": k,
+            f"{dst}.value.weight": v,
+            f"{dst}.value.bias": vb,
+            f"{dst}.out.weight": out_w,
+            f"{dst}.out.bias": out_b,
+        }
+    )
     return out
 
 

@@ -24,13 +24,25 @@ def env_for(
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CF_", "S3_", "SQS_"))}
     env.update(
-        SOURCE="cloudflare", ACCOUNT_ID=ACCOUNT, CF_QUEUE_ID=QUEUE, CF_API_TOKEN=TOKEN,
-        S3_ENDPOINT_URL=os.environ["WHISP_TEST_S3"], S3_BUCKET_NAME=bucket,
-        S3_ACCESS_KEY_ID="testing", S3_SECRET_ACCESS_KEY="testing-secret-value",
-        S3_REGION="us-east-1", WORK_DIR=str(work), POLL_INTERVAL_SECONDS="0.2",
-        LOG_FORMAT="json", LOG_LEVEL="INFO", WHISPER_THREADS="1", HF_HUB_OFFLINE="1",
-        LEASE_SECONDS="6", RETRY_DELAY_SECONDS="1", DRAIN_SECONDS="30",
-    )  # fmt: skip
+        SOURCE="cloudflare",
+        ACCOUNT_ID=ACCOUNT,
+        CF_QUEUE_ID=QUEUE,
+        CF_API_TOKEN=TOKEN,
+        S3_ENDPOINT_URL=os.environ["WHISP_TEST_S3"],
+        S3_BUCKET_NAME=bucket,
+        S3_ACCESS_KEY_ID="testing",
+        S3_SECRET_ACCESS_KEY="testing-secret-value",
+        S3_REGION="us-east-1",
+        WORK_DIR=str(work),
+        POLL_INTERVAL_SECONDS="0.2",
+        LOG_FORMAT="json",
+        LOG_LEVEL="INFO",
+        WHISPER_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        LEASE_SECONDS="6",
+        RETRY_DELAY_SECONDS="1",
+        DRAIN_SECONDS="30",
+    )
     if emulator is not None:
         env["CF_API_BASE"] = emulator.api_base
     env.update({k: str(v) for k, v in extra.items()})
@@ -45,8 +57,10 @@ class Whisp:
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "consumer", "run"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def lines(self) -> list[dict[str, Any]]:
         out = []
@@ -80,8 +94,13 @@ def whisp(env: dict[str, str], log: Path) -> Iterator[Whisp]:
             w.proc.wait()
 
 
-def upload(bucket: str, folder: Path, prefix: str, names: list[str] | None = None,
-           emulator: QueueEmulator | None = None) -> None:  # fmt: skip
+def upload(
+    bucket: str,
+    folder: Path,
+    prefix: str,
+    names: list[str] | None = None,
+    emulator: QueueEmulator | None = None,
+) -> None:
     """Upload files as a client would, and enqueue the R2 notification of each."""
     client: Any = s3()
     for name in names or sorted(p.name for p in folder.iterdir() if p.is_file()):

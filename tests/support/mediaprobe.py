@@ -29,9 +29,11 @@ def streams(path: Path) -> dict[str, StreamInfo]:
         for s in c.streams:
             cc: Any = s.codec_context
             found[s.type] = StreamInfo(
-                s.type, cc.name, language=s.metadata.get("language"),
+                s.type,
+                cc.name,
+                language=s.metadata.get("language"),
                 pix_fmt=getattr(cc, "pix_fmt", None),
-            )  # fmt: skip
+            )
         for p in c.demux():
             if p.size == 0 or p.pts is None:
                 continue
