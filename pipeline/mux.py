@@ -8,6 +8,7 @@ transcription can run between the passes without holding up the encode.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -35,6 +36,23 @@ ASS_HEADER = (
     "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
 )
 
+# Whisper's languages (``whisper.tokenizer.LANGUAGES``, the same in faster-whisper), from
+# its two-letter codes to the ISO 639-2/T codes MP4 players read ("deu", not "ger").
+# Whisper names Javanese by the withdrawn code "jw" (ISO 639-1 "jv"). Its three-letter
+# codes ("haw", "yue") are used as they are.
+_ISO639_2_TABLE = (
+    "en=eng zh=zho de=deu es=spa ru=rus ko=kor fr=fra ja=jpn pt=por tr=tur pl=pol ca=cat "
+    "nl=nld ar=ara sv=swe it=ita id=ind hi=hin fi=fin vi=vie he=heb uk=ukr el=ell ms=msa "
+    "cs=ces ro=ron da=dan hu=hun ta=tam no=nor th=tha ur=urd hr=hrv bg=bul lt=lit la=lat "
+    "mi=mri ml=mal cy=cym sk=slk te=tel fa=fas lv=lav bn=ben sr=srp az=aze sl=slv kn=kan "
+    "et=est mk=mkd br=bre eu=eus is=isl hy=hye ne=nep mn=mon bs=bos kk=kaz sq=sqi sw=swa "
+    "gl=glg mr=mar pa=pan si=sin km=khm sn=sna yo=yor so=som af=afr oc=oci ka=kat be=bel "
+    "tg=tgk sd=snd gu=guj am=amh yi=yid lo=lao uz=uzb fo=fao ht=hat ps=pus tk=tuk nn=nno "
+    "mt=mlt sa=san lb=ltz my=mya bo=bod tl=tgl mg=mlg as=asm tt=tat ln=lin ha=hau ba=bak "
+    "jw=jav su=sun"
+)
+ISO639_2: dict[str, str] = dict(re.findall(r"(\w+)=(\w+)", _ISO639_2_TABLE))
+
 
 def iso639_2(language: str | None) -> str:
     """The three-letter code MP4 wants ("eng") for a Whisper language ("en")."""
@@ -42,10 +60,7 @@ def iso639_2(language: str | None) -> str:
         return "und"
     if len(language) == 3:
         return language
-    import pycountry
-
-    found = pycountry.languages.get(alpha_2=language)
-    return getattr(found, "alpha_3", "und") if found is not None else "und"
+    return ISO639_2.get(language, "und")
 
 
 def ass_dialogue(text: str) -> str:
