@@ -59,8 +59,8 @@ def looped(name: str, source: Path, times: int, seconds: float) -> Path:
     """
     import av
 
+    from pipeline.chained import ChainReader
     from pipeline.chunks import plan_take
-    from pipeline.media import ChainReader
 
     def make(folder: Path) -> None:
         folder.mkdir(parents=True)
@@ -266,14 +266,14 @@ def bench_memory(short: float, long: float) -> None:
 def bench_whisper(repeat: int) -> None:
     import numpy as np
 
-    from pipeline import media
     from pipeline.chunks import plan_take
+    from pipeline.encode import encode_take
     from pipeline.transcribe import FasterWhisper, OpenAIWhisper, bundled_model, read_samples
     from tests.support.checkpoint import convert
     from tests.support.paths import FIXTURE as fixture
 
     work = Path(tempfile.mkdtemp())
-    encoded = media.encode_take(plan_take(fixture), work)
+    encoded = encode_take(plan_take(fixture), work)
     assert encoded.speech_path is not None
     samples = np.tile(read_samples(encoded.speech_path), repeat)
     length = len(samples) / 16_000

@@ -37,7 +37,7 @@ from consumer.webhook import Notifier
 from consumer.workers import WorkerPool, read_progress
 from pipeline.chunks import missing_chunks, parse_chunk_name
 from pipeline.errors import MissingChunks, TakeError
-from pipeline.media import MediaOptions
+from pipeline.options import MediaOptions
 from pipeline.process import TakeOptions
 
 log = structlog.get_logger(__name__)

@@ -104,9 +104,3 @@ def to_json(transcript: Transcript, **fields: Any) -> str:
         "segments": segments,
     }
     return json.dumps(body, ensure_ascii=False, indent=2) + "\n"
-
-
-def ass_dialogue(text: str) -> str:
-    """A cue's text as the ASS dialogue line the mov_text encoder takes."""
-    escaped = text.replace("\\", "/").replace("{", "(").replace("}", ")")
-    return "0,0,Default,,0,0,0,," + escaped.replace("\n", "\\N")

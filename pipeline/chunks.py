@@ -22,7 +22,9 @@ CHUNK_NAME = re.compile(r"^(?P<kind>video|audio|av)_(?P<index>\d{1,9})\.(?P<ext>
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
 
-class Layout(enum.StrEnum):
+class Join(enum.StrEnum):
+    """How a kind's chunks join: one stream cut in pieces, or a recording per chunk."""
+
     SPLIT = "split"
     RESTARTED = "restarted"
 
@@ -41,7 +43,7 @@ class Track:
 
     kind: str
     chunks: tuple[Chunk, ...]
-    layout: Layout
+    join: Join
 
     @property
     def paths(self) -> list[Path]:
@@ -148,7 +150,7 @@ def _track(kind: str, chunks: list[Chunk], warnings: list[str]) -> Track:
             usable.append(chunk)
     headers = [has_header(c.path) for c in usable[1:]]
     if headers and all(headers):
-        layout = Layout.RESTARTED
+        join = Join.RESTARTED
     elif any(headers):
         with_header = [c.path.name for c, h in zip(usable[1:], headers, strict=True) if h]
         raise BadChunks(
@@ -156,8 +158,8 @@ def _track(kind: str, chunks: list[Chunk], warnings: list[str]) -> Track:
             f"({', '.join(with_header)} start with a header, other later chunks do not)"
         )
     else:
-        layout = Layout.SPLIT
-    return Track(kind, tuple(usable), layout)
+        join = Join.SPLIT
+    return Track(kind, tuple(usable), join)
 
 
 def plan_take(

@@ -25,7 +25,7 @@ class TakeError(Exception):
 
 
 class BadChunks(TakeError):
-    """The chunks are not a take: not media, empty, or mixing layouts."""
+    """The chunks are not a take: not media, empty, or mixing ways of joining."""
 
     kind = "bad_chunks"
 

@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import captions, media
+from pipeline import captions
 from pipeline.chunks import plan_take
-from pipeline.media import MediaOptions
+from pipeline.encode import encode_take
+from pipeline.mux import mux_final, remux_audio
+from pipeline.options import MediaOptions
 from pipeline.transcribe import EngineName, load_engine, read_samples
 
 Stage = Callable[[str, float], None]
@@ -106,9 +108,7 @@ def process_take(
     )
     media_options = MediaOptions(**{**asdict(options.media), "speech": options.transcribe})
     stage("encode")
-    encoded = media.encode_take(
-        plan, work_dir, media_options, progress=lambda f: stage("encode", f)
-    )
+    encoded = encode_take(plan, work_dir, media_options, progress=lambda f: stage("encode", f))
     lap("encode")
     outputs: dict[str, Path] = {}
     cues: list[captions.Cue] = []
@@ -150,11 +150,11 @@ def process_take(
         lap("transcribe")
     stage("mux")
     outputs["video"] = out_dir / names["video"]
-    media.mux_final(encoded.path, outputs["video"], cues, language)
+    mux_final(encoded.path, outputs["video"], cues, language)
     if encoded.audio and "audio" in names:
         outputs["audio"] = out_dir / names["audio"]
         if options.media.audio_output == "m4a":
-            media.remux_audio(encoded.path, outputs["audio"])
+            remux_audio(encoded.path, outputs["audio"])
         elif encoded.audio_path is not None:
             encoded.audio_path.replace(outputs["audio"])
     lap("mux")
@@ -169,7 +169,8 @@ def process_take(
             "height": encoded.height,
             "frames": encoded.frames,
             "dropped_frames": encoded.dropped_frames,
-            "layout": plan.video.layout.value if plan.video else None,
+            # "layout" in the status record since the first release; it is the join.
+            "layout": plan.video.join.value if plan.video else None,
         },
         audio=encoded.audio,
         captions=captions_state,

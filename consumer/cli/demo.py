@@ -18,7 +18,7 @@ from consumer import logs
 from consumer.backends import make_source, make_storage
 from consumer.service import Service
 from consumer.settings import load_settings
-from pipeline.media import describe
+from pipeline.probe import describe
 
 TAKE = files("consumer") / "demo_take"
 REF = ("demo-meeting", "1", "alice")

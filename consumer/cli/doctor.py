@@ -7,7 +7,7 @@ import asyncio
 
 from consumer.backends import make_source, make_storage
 from consumer.settings import Settings
-from pipeline.media import codec_support
+from pipeline.probe import codec_support
 
 
 async def doctor(settings: Settings) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from consumer.events import KeyLayout
 from consumer.settings import Settings
 from pipeline.errors import TakeError
-from pipeline.media import MediaOptions
+from pipeline.options import MediaOptions
 from pipeline.process import TakeOptions, process_take
 
 # Flags that only a local folder takes: a take in the bucket gets these from the settings

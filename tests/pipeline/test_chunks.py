@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.chunks import (
-    Layout,
+    Join,
     missing_chunks,
     missing_indices,
     parse_chunk_name,
@@ -47,8 +47,8 @@ def test_fixture_is_a_split_stream(fixture_take: Path) -> None:
     """Chromium's timeslice chunks: only chunk 0 has a header, so the layout is split."""
     plan = plan_take(fixture_take)
     assert plan.video is not None and plan.audio is not None
-    assert plan.video.layout is Layout.SPLIT
-    assert plan.audio.layout is Layout.SPLIT
+    assert plan.video.join is Join.SPLIT
+    assert plan.audio.join is Join.SPLIT
     assert len(plan.video.chunks) == 8
 
 
@@ -56,7 +56,7 @@ def test_restarted_recordings_are_detected(tmp_path: Path) -> None:
     """A recorder restarted per chunk gives a header in every chunk."""
     make_take(tmp_path, layout="restarted", chunks=3, duration=1.5)
     plan = plan_take(tmp_path)
-    assert plan.video is not None and plan.video.layout is Layout.RESTARTED
+    assert plan.video is not None and plan.video.join is Join.RESTARTED
 
 
 def test_missing_middle_chunk_is_reported(tmp_path: Path) -> None:

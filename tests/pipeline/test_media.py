@@ -10,11 +10,12 @@ import av
 import numpy as np
 import pytest
 
-from pipeline import media
 from pipeline.captions import Cue
 from pipeline.chunks import plan_take
+from pipeline.encode import encode_take
 from pipeline.errors import LimitExceeded, MissingChunks
-from pipeline.media import MediaOptions
+from pipeline.mux import mux_final
+from pipeline.options import MediaOptions
 from pipeline.process import TakeOptions, TakeResult, process_take
 from tests.support.mediaprobe import (
     audio_samples,
@@ -212,10 +213,10 @@ def test_subtitle_track_has_the_cues_and_never_cuts_the_video(tmp_path: Path) ->
     though the last cue ends early (the original service cut the video there)."""
     make_take(tmp_path / "in", duration=3.0)
     plan = plan_take(tmp_path / "in")
-    encoded = media.encode_take(plan, tmp_path / "work", MediaOptions(speech=False))
+    encoded = encode_take(plan, tmp_path / "work", MediaOptions(speech=False))
     cues = [Cue(0.2, 0.9, "Hello there"), Cue(1.0, 1.5, "two lines\nof text")]
     out = tmp_path / "final.mp4"
-    media.mux_final(encoded.path, out, cues, "en")
+    mux_final(encoded.path, out, cues, "en")
     assert duration(out) == pytest.approx(3.0, abs=0.05)
     assert moov_before_mdat(out)
     info = streams(out)

@@ -1,0 +1,91 @@
+"""A track's chunks opened as containers: one chained stream, or one file at a time.
+
+A split track (one recorder cut into pieces) is demuxed as one stream read through
+``ChainReader``, which hands the chunk files to FFmpeg one after another; a restarted track
+(a recorder restarted per chunk) is a whole file per chunk, each opened on its own.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import av
+import av.error
+from av.container import InputContainer
+
+from pipeline.chunks import Join, Track
+from pipeline.errors import CorruptMedia
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+
+class ChainReader(io.RawIOBase):
+    """Reads files one after another as one stream, counting the bytes it has read."""
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        super().__init__()
+        self._paths = list(paths)
+        self._file: io.BufferedReader | None = None
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        while True:
+            if self._file is None:
+                if not self._paths:
+                    return 0
+                self._file = self._paths.pop(0).open("rb")
+            n = self._file.readinto(buffer)
+            if n:
+                self.bytes_read += n
+                return n
+            self._file.close()
+            self._file = None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        super().close()
+
+
+def container_format(path: Path) -> str:
+    """The demuxer for a chunk: Safari's MP4, else Matroska (WebM is Matroska)."""
+    return "mp4" if path.suffix == ".mp4" else "matroska"
+
+
+@dataclass(frozen=True)
+class Opened:
+    """One container of a track, and how far into the track's bytes it starts."""
+
+    container: InputContainer
+    start_byte: int
+    size: int
+    chained: ChainReader | None = None
+
+
+def open_track(track: Track) -> Iterator[Opened]:
+    """The track's containers in order; the caller closes each one (``with``)."""
+    if track.join is Join.SPLIT:
+        reader = ChainReader(track.paths)
+        try:
+            container = av.open(reader, "r", format=container_format(track.paths[0]))
+        except av.error.FFmpegError as e:
+            raise CorruptMedia(f"{track.kind} chunks cannot be read: {e}") from e
+        yield Opened(container, 0, track.size, reader)
+        return
+    start = 0
+    for chunk in track.chunks:
+        try:
+            container = av.open(str(chunk.path))
+        except av.error.FFmpegError as e:
+            raise CorruptMedia(f"{chunk.path.name} cannot be read: {e}") from e
+        yield Opened(container, start, chunk.size)
+        start += chunk.size

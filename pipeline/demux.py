@@ -1,0 +1,150 @@
+"""A track's chunks as decoded frames on the take's clock, in small generator stages.
+
+For each container of a track (opened by ``chained``): its packets (``_packets``), the
+time the file starts (``timeline.start_clock``), decoded frames or H.264 packets to copy
+(``_decoded``), moved onto the take's clock (``timeline.shifted``). ``track_units``
+chains the stages for one track; ``timeline.merged`` puts the tracks in time order.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import av
+import av.error
+from av.container import InputContainer
+
+from pipeline.chained import Opened, open_track
+from pipeline.chunks import Track
+from pipeline.errors import NoVideo
+from pipeline.options import MediaOptions
+from pipeline.timeline import Clock, FileEnd, Item, Packet, Timed, shifted, start_clock
+
+
+@dataclass
+class Reading:
+    """What the readers noticed, and how far they got."""
+
+    warnings: list[str] = field(default_factory=list)
+    decode_errors: int = 0
+    bytes_done: int = 0
+
+
+@dataclass
+class _Streams:
+    """The streams of one container that the take uses."""
+
+    video: av.VideoStream | None
+    audio: av.AudioStream | None
+
+    def selected(self) -> list[av.VideoStream | av.AudioStream]:
+        return [s for s in (self.video, self.audio) if s is not None]
+
+
+def track_units(
+    track: Track,
+    kinds: set[str],
+    copy_video: bool,
+    options: MediaOptions,
+    reading: Reading,
+) -> Iterator[Timed]:
+    """Decoded frames (or H.264 packets to copy) of a track, with take-wide times."""
+    order = itertools.count()
+    follows: float | None = None
+    base_done = reading.bytes_done
+    for opened in open_track(track):
+        with opened.container as container:
+            streams = _streams(container, track, kinds, options)
+            clock = Clock(follows)
+            ends = FileEnd()
+            packets = _packets(container, streams, track, opened, base_done, reading)
+            decoded = _decoded(start_clock(packets, clock), streams, copy_video, reading)
+            for unit in shifted(decoded, clock, order):
+                ends.add(unit)
+                yield unit
+            follows = ends.end()
+    reading.bytes_done = base_done + track.size
+
+
+def _streams(
+    container: InputContainer, track: Track, kinds: set[str], options: MediaOptions
+) -> _Streams:
+    has_video = bool(container.streams.video)
+    if "video" in kinds and not has_video:
+        raise NoVideo(f"{track.kind} chunks hold no video stream")
+    streams = _Streams(
+        container.streams.video[0] if "video" in kinds and has_video else None,
+        container.streams.audio[0] if "audio" in kinds and container.streams.audio else None,
+    )
+    if streams.video is not None:
+        cc = streams.video.codec_context
+        options.check_size(cc.width, cc.height)
+        cc.thread_type = "AUTO"
+    return streams
+
+
+def _packets(
+    container: InputContainer,
+    streams: _Streams,
+    track: Track,
+    opened: Opened,
+    base_done: int,
+    reading: Reading,
+) -> Iterator[Packet]:
+    """The container's packets of the chosen streams, until its end or a read error."""
+    packets = container.demux(streams.selected())
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except (av.error.FFmpegError, EOFError, OSError) as e:
+            reading.warnings.append(f"{track.kind} stream ends early ({e})")
+            return
+        chained = opened.chained.bytes_read if opened.chained is not None else 0
+        reading.bytes_done = base_done + opened.start_byte + chained
+        # The demuxer ends with an empty flush packet; test the size, not ``dts is None``
+        # (a valid keyframe can have no dts: PyAV's examples/basics/remux.py).
+        if packet.size == 0:
+            continue
+        yield packet
+
+
+def _decoded(
+    packets: Iterator[Packet], streams: _Streams, copy_video: bool, reading: Reading
+) -> Iterator[Item]:
+    """Decoded frames, in decoding order; video packets as they are when copying."""
+    video, audio = streams.video, streams.audio
+    for packet in packets:
+        if video is not None and packet.stream_index == video.index:
+            if copy_video:
+                yield packet
+            else:
+                yield from _frames(video, packet, reading)
+        elif audio is not None and packet.stream_index == audio.index:
+            yield from _frames(audio, packet, reading)
+    for stream in streams.selected():
+        if stream is video and copy_video:
+            continue
+        # Frame threading holds frames back: always flush the decoders.
+        yield from _frames(stream, None, reading)
+
+
+def _frames(
+    stream: av.VideoStream | av.AudioStream, packet: Packet | None, reading: Reading
+) -> Iterator[av.VideoFrame | av.AudioFrame]:
+    """A packet's frames that have a time; a packet that cannot be decoded is counted
+    and skipped."""
+    try:
+        frames = stream.codec_context.decode(packet)
+    except av.error.FFmpegError:
+        reading.decode_errors += 1
+        return
+    for frame in frames:
+        if frame.pts is None:
+            continue
+        if frame.time_base is None:  # frames flushed out of a decoder come without one
+            frame.time_base = stream.time_base
+        yield frame

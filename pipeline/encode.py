@@ -1,0 +1,130 @@
+"""The first pass: a take's tracks joined, re-timed and encoded, streaming.
+
+Every track is demuxed (a byte-chained split stream, or restarted files shifted to
+continue one another, see ``demux``), decoded and merged by time, then encoded to H.264
+(or an H.264 source copied) and AAC into an intermediate MPEG-TS file: it keeps no index,
+so memory stays flat however long the take. The same audio decode writes the WAV output
+and 16 kHz mono float32 samples for Whisper (see ``sinks``). The second pass (``mux``)
+makes the MP4 from it once the captions are known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+
+from pipeline.chained import container_format
+from pipeline.chunks import ChunkPlan, Track
+from pipeline.demux import Reading, track_units
+from pipeline.errors import CorruptMedia, NoVideo
+from pipeline.options import MediaOptions
+from pipeline.probe import probe
+from pipeline.sinks import AUDIO_RATE, AudioSink, VideoSink
+from pipeline.timeline import Timed, merged
+
+Progress = Callable[[float], None]
+
+COPY_CODECS = frozenset({"h264"})
+
+
+@dataclass
+class EncodedTake:
+    """The first pass's result: the encoded streams, and the audio by-products."""
+
+    path: Path
+    duration: float
+    source_codec: str
+    video_copied: bool
+    width: int
+    height: int
+    frames: int
+    dropped_frames: int
+    audio: bool
+    audio_path: Path | None = None
+    speech_path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _copy_template(track: Track) -> av.container.InputContainer:
+    """The track's first chunk, kept open: its video stream is the template to copy."""
+    path = track.paths[0]
+    return av.open(str(path), format=container_format(path))
+
+
+def encode_take(
+    plan: ChunkPlan,
+    work: Path,
+    options: MediaOptions | None = None,
+    progress: Progress | None = None,
+) -> EncodedTake:
+    """First pass: the take's tracks joined, re-timed and encoded into ``work/encoded.ts``."""
+    options = options or MediaOptions()
+    assert plan.video is not None
+    work.mkdir(parents=True, exist_ok=True)
+    video_info = probe(plan.video.paths[0])
+    if not video_info.codec:
+        raise NoVideo(f"{plan.video.paths[0].name} holds no video stream")
+    options.check_size(video_info.width, video_info.height)
+    channel_layout = video_info.channel_layout if plan.video.kind == "av" else None
+    if plan.audio is not None:
+        channel_layout = probe(plan.audio.paths[0]).channel_layout or "mono"
+    copy = video_info.codec in COPY_CODECS
+    reading = Reading(warnings=list(plan.warnings))
+    video_kinds = {"video", "audio"} if plan.video.kind == "av" and channel_layout else {"video"}
+    tracks: list[Iterator[Timed]] = [track_units(plan.video, video_kinds, copy, options, reading)]
+    if plan.audio is not None:
+        tracks.append(track_units(plan.audio, {"audio"}, False, options, reading))
+    total = max(1, plan.total_bytes)
+    path = work / "encoded.ts"
+    template = _copy_template(plan.video) if copy else None
+    audio: AudioSink | None = None
+    try:
+        # MPEG-TS between the passes: every packet carries its own times and nothing is
+        # indexed, where an MP4 holds an entry per packet in memory, writing and reading.
+        with av.open(str(path), "w", format="mpegts") as out:
+            copy_from = template.streams.video[0] if template is not None else None
+            video = VideoSink(out, (video_info.width, video_info.height), copy_from, options)
+            if channel_layout:
+                audio = AudioSink(out, work, channel_layout, options, reading.warnings)
+            end = 0.0
+            for unit in merged(tracks, options.max_duration):
+                if isinstance(unit.item, av.AudioFrame):
+                    if audio is not None:
+                        audio.write(unit.item, unit.seconds)
+                else:
+                    video.write(unit.item, unit.seconds)
+                end = max(end, unit.seconds)
+                if progress is not None:
+                    progress(min(1.0, reading.bytes_done / total))
+            video.close()
+            if audio is not None:
+                audio.close()
+    except BaseException:
+        if audio is not None:
+            audio.abort()
+        raise
+    finally:
+        if template is not None:
+            template.close()
+    if video.frames == 0:
+        raise CorruptMedia("no video frame could be decoded from the take")
+    if reading.decode_errors:
+        reading.warnings.append(f"{reading.decode_errors} packets could not be decoded")
+    audio_seconds = audio.samples / AUDIO_RATE if audio is not None else 0.0
+    return EncodedTake(
+        path=path,
+        duration=max(end, audio_seconds),
+        source_codec=video_info.codec,
+        video_copied=copy,
+        width=video.width,
+        height=video.height,
+        frames=video.frames,
+        dropped_frames=video.dropped,
+        audio=audio is not None and audio.samples > 0,
+        audio_path=audio.wav_path if audio is not None else None,
+        speech_path=audio.speech.path if audio is not None and audio.speech else None,
+        warnings=reading.warnings,
+    )
