@@ -7,7 +7,18 @@ corrupt file stays corrupt.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# An absolute path in a message, as FFmpeg and the OS write them: '/tmp/w/chunks/video_3.webm'.
+_PATH = re.compile(r"'?/(?:[^/\s']+/)+([^/\s']+)'?")
+
+
+def reason(error: BaseException) -> str:
+    """What went wrong, without the local file name FFmpeg and the OS add to their
+    messages: a status record names the chunk, never this machine's paths."""
+    text = getattr(error, "strerror", None) or str(error)
+    return _PATH.sub(r"\1", text)
 
 
 class TakeError(Exception):

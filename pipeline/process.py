@@ -15,8 +15,10 @@ from typing import Any
 from pipeline import captions
 from pipeline.chunks import plan_take
 from pipeline.encode import encode_take
+from pipeline.errors import NoVideo
 from pipeline.mux import mux_final, remux_audio
 from pipeline.options import MediaOptions
+from pipeline.probe import without_debris
 from pipeline.transcribe import EngineName, load_engine, read_samples
 
 Stage = Callable[[str, float], None]
@@ -106,6 +108,9 @@ def process_take(
         expected_audio=options.expected_audio,
         max_total_bytes=options.max_total_bytes,
     )
+    plan = without_debris(plan)
+    if plan.video is None:
+        raise NoVideo("the video chunks hold no frames")
     media_options = MediaOptions(**{**asdict(options.media), "speech": options.transcribe})
     stage("encode")
     encoded = encode_take(plan, work_dir, media_options, progress=lambda f: stage("encode", f))
@@ -140,6 +145,7 @@ def process_take(
                     transcript,
                     **options.labels,
                     user_id=options.user_id,
+                    warnings=encoded.warnings,
                     timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 ),
             ),
