@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import BadChunks, LimitExceeded, MissingChunks, NoVideo
+from pipeline.errors import BadChunks, LimitExceeded, MissingChunks, NoMedia
 
 CHUNK_NAME = re.compile(r"^(?P<kind>video|audio|av)_(?P<index>\d{1,9})\.(?P<ext>webm|mkv|mp4)$")
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
@@ -56,7 +56,8 @@ class Track:
 
 @dataclass(frozen=True)
 class ChunkPlan:
-    """What the take is made of: video (or av) and audio tracks, and what was noticed."""
+    """What the take is made of: video (or av) and audio tracks, and what was noticed.
+    A take without video (the camera off) has audio only."""
 
     video: Track | None
     audio: Track | None
@@ -178,14 +179,14 @@ def plan_take(
     if "av" in found and ("video" in found or "audio" in found):
         raise BadChunks("take mixes av_ chunks with separate video_/audio_ chunks")
     video_kind = "av" if "av" in found else "video"
-    if video_kind not in found:
-        raise NoVideo("no video chunks in the take")
+    if video_kind not in found and "audio" not in found:
+        raise NoMedia("no video or audio chunks in the take")
     indices = {kind: [c.index for c in chunks] for kind, chunks in found.items()}
     missing = missing_chunks(indices, expected_video, expected_audio)
     if missing:
         raise MissingChunks(missing)
     warnings: list[str] = []
-    video = _track(video_kind, found[video_kind], warnings)
+    video = _track(video_kind, found[video_kind], warnings) if video_kind in found else None
     audio = _track("audio", found["audio"], warnings) if "audio" in found else None
     plan = ChunkPlan(video, audio, warnings)
     if max_total_bytes is not None and plan.total_bytes > max_total_bytes:

@@ -18,7 +18,7 @@ from av.container import InputContainer
 
 from pipeline.chained import Opened, open_track
 from pipeline.chunks import Track
-from pipeline.errors import NoVideo
+from pipeline.errors import BadChunks
 from pipeline.options import MediaOptions
 from pipeline.timeline import Clock, FileEnd, Item, Packet, Timed, shifted, start_clock
 
@@ -73,7 +73,7 @@ def _streams(
 ) -> _Streams:
     has_video = bool(container.streams.video)
     if "video" in kinds and not has_video:
-        raise NoVideo(f"{track.kind} chunks hold no video stream")
+        raise BadChunks(f"{track.kind} chunks hold no video stream")
     streams = _Streams(
         container.streams.video[0] if "video" in kinds and has_video else None,
         container.streams.audio[0] if "audio" in kinds and container.streams.audio else None,

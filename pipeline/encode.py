@@ -19,9 +19,9 @@ import av
 from pipeline.chained import container_format
 from pipeline.chunks import ChunkPlan, Track
 from pipeline.demux import Reading, track_units
-from pipeline.errors import CorruptMedia, NoVideo
+from pipeline.errors import BadChunks, CorruptMedia, NoMedia
 from pipeline.options import MediaOptions
-from pipeline.probe import probe
+from pipeline.probe import Probe, probe
 from pipeline.sinks import AUDIO_RATE, AudioSink, VideoSink
 from pipeline.timeline import Timed, merged
 
@@ -30,18 +30,25 @@ Progress = Callable[[float], None]
 COPY_CODECS = frozenset({"h264"})
 
 
+@dataclass(frozen=True)
+class EncodedVideo:
+    """The video the first pass wrote: its source, whether it was copied, and its frames."""
+
+    source_codec: str
+    copied: bool
+    width: int
+    height: int
+    frames: int
+    dropped_frames: int
+
+
 @dataclass
 class EncodedTake:
     """The first pass's result: the encoded streams, and the audio by-products."""
 
     path: Path
     duration: float
-    source_codec: str
-    video_copied: bool
-    width: int
-    height: int
-    frames: int
-    dropped_frames: int
+    video: EncodedVideo | None  # None for a take without video (the camera off)
     audio: bool
     audio_path: Path | None = None
     speech_path: Path | None = None
@@ -54,6 +61,28 @@ def _copy_template(track: Track) -> av.container.InputContainer:
     return av.open(str(path), format=container_format(path))
 
 
+def _probe_tracks(plan: ChunkPlan, options: MediaOptions) -> tuple[Probe | None, str | None]:
+    """The video's codec and size (None for a take without video: no video chunks, or
+    ``av`` chunks recorded with the camera off) and the audio's channel layout (None
+    without audio), from each track's first chunk."""
+    video: Probe | None = None
+    channel_layout = None
+    if plan.video is not None:
+        video = probe(plan.video.paths[0])
+        if plan.video.kind == "av":
+            channel_layout = video.channel_layout
+        if not video.codec and plan.video.kind != "av":
+            raise BadChunks(f"{plan.video.paths[0].name} holds no video stream")
+        video = video if video.codec else None
+    if plan.audio is not None:
+        channel_layout = probe(plan.audio.paths[0]).channel_layout or "mono"
+    if video is None and channel_layout is None:
+        raise NoMedia("the take's chunks hold neither a video nor an audio stream")
+    if video is not None:
+        options.check_size(video.width, video.height)
+    return video, channel_layout
+
+
 def encode_take(
     plan: ChunkPlan,
     work: Path,
@@ -62,31 +91,30 @@ def encode_take(
 ) -> EncodedTake:
     """First pass: the take's tracks joined, re-timed and encoded into ``work/encoded.ts``."""
     options = options or MediaOptions()
-    assert plan.video is not None
     work.mkdir(parents=True, exist_ok=True)
-    video_info = probe(plan.video.paths[0])
-    if not video_info.codec:
-        raise NoVideo(f"{plan.video.paths[0].name} holds no video stream")
-    options.check_size(video_info.width, video_info.height)
-    channel_layout = video_info.channel_layout if plan.video.kind == "av" else None
-    if plan.audio is not None:
-        channel_layout = probe(plan.audio.paths[0]).channel_layout or "mono"
-    copy = video_info.codec in COPY_CODECS
+    first, channel_layout = _probe_tracks(plan, options)
+    copy = first is not None and first.codec in COPY_CODECS
     reading = Reading(warnings=list(plan.warnings))
-    video_kinds = {"video", "audio"} if plan.video.kind == "av" and channel_layout else {"video"}
-    tracks: list[Iterator[Timed]] = [track_units(plan.video, video_kinds, copy, options, reading)]
+    tracks: list[Iterator[Timed]] = []
+    if plan.video is not None:
+        kinds = {"video"} if first is not None else set()
+        if plan.video.kind == "av" and channel_layout:
+            kinds.add("audio")
+        tracks.append(track_units(plan.video, kinds, copy, options, reading))
     if plan.audio is not None:
         tracks.append(track_units(plan.audio, {"audio"}, False, options, reading))
     total = max(1, plan.total_bytes)
     path = work / "encoded.ts"
-    template = _copy_template(plan.video) if copy else None
+    template = _copy_template(plan.video) if copy and plan.video is not None else None
+    video: VideoSink | None = None
     audio: AudioSink | None = None
     try:
         # MPEG-TS between the passes: every packet carries its own times and nothing is
         # indexed, where an MP4 holds an entry per packet in memory, writing and reading.
         with av.open(str(path), "w", format="mpegts") as out:
-            copy_from = template.streams.video[0] if template is not None else None
-            video = VideoSink(out, (video_info.width, video_info.height), copy_from, options)
+            if first is not None:
+                copy_from = template.streams.video[0] if template is not None else None
+                video = VideoSink(out, (first.width, first.height), copy_from, options)
             if channel_layout:
                 audio = AudioSink(out, work, channel_layout, options, reading.warnings)
             end = 0.0
@@ -94,12 +122,13 @@ def encode_take(
                 if isinstance(unit.item, av.AudioFrame):
                     if audio is not None:
                         audio.write(unit.item, unit.seconds)
-                else:
+                elif video is not None:
                     video.write(unit.item, unit.seconds)
                 end = max(end, unit.seconds)
                 if progress is not None:
                     progress(min(1.0, reading.bytes_done / total))
-            video.close()
+            if video is not None:
+                video.close()
             if audio is not None:
                 audio.close()
     except BaseException:
@@ -109,20 +138,21 @@ def encode_take(
     finally:
         if template is not None:
             template.close()
-    if video.frames == 0:
+    if video is not None and video.frames == 0:
         raise CorruptMedia("no video frame could be decoded from the take")
+    if video is None and (audio is None or audio.samples == 0):
+        raise CorruptMedia("no audio could be decoded from the take")
     if reading.decode_errors:
         reading.warnings.append(f"{reading.decode_errors} packets could not be decoded")
     audio_seconds = audio.samples / AUDIO_RATE if audio is not None else 0.0
     return EncodedTake(
         path=path,
         duration=max(end, audio_seconds),
-        source_codec=video_info.codec,
-        video_copied=copy,
-        width=video.width,
-        height=video.height,
-        frames=video.frames,
-        dropped_frames=video.dropped,
+        video=EncodedVideo(
+            first.codec, copy, video.width, video.height, video.frames, video.dropped
+        )
+        if video is not None and first is not None
+        else None,
         audio=audio is not None and audio.samples > 0,
         audio_path=audio.wav_path if audio is not None else None,
         speech_path=audio.speech.path if audio is not None and audio.speech else None,

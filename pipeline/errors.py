@@ -41,10 +41,10 @@ class BadChunks(TakeError):
     kind = "bad_chunks"
 
 
-class NoVideo(TakeError):
-    """The take has no video at all."""
+class NoMedia(TakeError):
+    """The take has neither video nor audio (a take without video is made from its audio)."""
 
-    kind = "no_video"
+    kind = "no_media"
 
 
 class CorruptMedia(TakeError):

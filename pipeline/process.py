@@ -15,7 +15,7 @@ from typing import Any
 from pipeline import captions
 from pipeline.chunks import plan_take
 from pipeline.encode import encode_take
-from pipeline.errors import NoVideo
+from pipeline.errors import NoMedia
 from pipeline.mux import mux_final, remux_audio
 from pipeline.options import MediaOptions
 from pipeline.probe import without_debris
@@ -47,7 +47,7 @@ class TakeOptions:
 class TakeResult:
     outputs: dict[str, Path]
     duration: float
-    video: dict[str, Any]
+    video: dict[str, Any] | None  # None for a take without video (the camera off)
     audio: bool
     captions: str
     language: str | None
@@ -109,8 +109,8 @@ def process_take(
         max_total_bytes=options.max_total_bytes,
     )
     plan = without_debris(plan)
-    if plan.video is None:
-        raise NoVideo("the video chunks hold no frames")
+    if not plan.tracks:
+        raise NoMedia("the take's chunks hold no frames")
     media_options = MediaOptions(**{**asdict(options.media), "speech": options.transcribe})
     stage("encode")
     encoded = encode_take(plan, work_dir, media_options, progress=lambda f: stage("encode", f))
@@ -168,16 +168,12 @@ def process_take(
     return TakeResult(
         outputs=outputs,
         duration=round(encoded.duration, 3),
-        video={
-            "source_codec": encoded.source_codec,
-            "copied": encoded.video_copied,
-            "width": encoded.width,
-            "height": encoded.height,
-            "frames": encoded.frames,
-            "dropped_frames": encoded.dropped_frames,
+        video=(
             # "layout" in the status record since the first release; it is the join.
-            "layout": plan.video.join.value if plan.video else None,
-        },
+            {**asdict(encoded.video), "layout": plan.video.join.value}
+            if encoded.video is not None and plan.video is not None
+            else None
+        ),
         audio=encoded.audio,
         captions=captions_state,
         language=language,

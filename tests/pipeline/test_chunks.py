@@ -14,7 +14,7 @@ from pipeline.chunks import (
     parse_chunk_name,
     plan_take,
 )
-from pipeline.errors import BadChunks, LimitExceeded, MissingChunks, NoVideo
+from pipeline.errors import BadChunks, LimitExceeded, MissingChunks, NoMedia
 from tests.support.takes import make_take
 
 
@@ -134,9 +134,16 @@ def test_kind_mixing_split_and_restarted_is_refused(tmp_path: Path) -> None:
         plan_take(tmp_path)
 
 
-def test_take_with_no_video_is_refused(tmp_path: Path) -> None:
+def test_take_without_video_is_planned_from_its_audio(tmp_path: Path) -> None:
+    """The camera off: audio chunks only."""
     make_take(tmp_path, video_codec=None, chunks=2, duration=1.0)
-    with pytest.raises(NoVideo):
+    plan = plan_take(tmp_path)
+    assert plan.video is None and plan.audio is not None and len(plan.audio.chunks) == 2
+
+
+def test_take_with_neither_video_nor_audio_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no chunks here")
+    with pytest.raises(NoMedia, match="no video or audio chunks"):
         plan_take(tmp_path)
 
 
