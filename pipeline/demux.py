@@ -25,11 +25,22 @@ from pipeline.timeline import Clock, FileEnd, Item, Packet, Timed, shifted, star
 
 @dataclass
 class Reading:
-    """What the readers noticed, and how far they got."""
+    """What the readers noticed."""
 
     warnings: list[str] = field(default_factory=list)
     decode_errors: int = 0
-    bytes_done: int = 0
+
+
+@dataclass
+class TrackBytes:
+    """How far the demuxer got through one track's bytes: the end of the last packet it
+    read, never going back. One per track: the tracks are read side by side."""
+
+    size: int
+    read: int = 0
+
+    def reached(self, position: int) -> None:
+        self.read = max(self.read, min(position, self.size))
 
 
 @dataclass
@@ -49,23 +60,23 @@ def track_units(
     copy_video: bool,
     options: MediaOptions,
     reading: Reading,
+    progress: TrackBytes,
 ) -> Iterator[Timed]:
     """Decoded frames (or H.264 packets to copy) of a track, with take-wide times."""
     order = itertools.count()
     follows: float | None = None
-    base_done = reading.bytes_done
     for opened in open_track(track):
         with opened.container as container:
             streams = _streams(container, track, kinds, options)
             clock = Clock(follows)
             ends = FileEnd()
-            packets = _packets(container, streams, track, opened, base_done, reading)
+            packets = _packets(container, streams, track, opened, reading, progress)
             decoded = _decoded(start_clock(packets, clock), streams, copy_video, reading)
             for unit in shifted(decoded, clock, order):
                 ends.add(unit)
                 yield unit
             follows = ends.end()
-    reading.bytes_done = base_done + track.size
+        progress.reached(opened.start_byte + opened.size)
 
 
 def _streams(
@@ -90,8 +101,8 @@ def _packets(
     streams: _Streams,
     track: Track,
     opened: Opened,
-    base_done: int,
     reading: Reading,
+    progress: TrackBytes,
 ) -> Iterator[Packet]:
     """The container's packets of the chosen streams, until its end or a read error."""
     packets = container.demux(streams.selected())
@@ -103,8 +114,8 @@ def _packets(
         except (av.error.FFmpegError, EOFError, OSError) as e:
             reading.warnings.append(f"{track.kind} stream ends early ({e})")
             return
-        chained = opened.chained.bytes_read if opened.chained is not None else 0
-        reading.bytes_done = base_done + opened.start_byte + chained
+        if packet.pos is not None and packet.pos >= 0:  # -1 where the demuxer cannot tell
+            progress.reached(opened.start_byte + packet.pos + packet.size)
         # The demuxer ends with an empty flush packet; test the size, not ``dts is None``
         # (a valid keyframe can have no dts: PyAV's examples/basics/remux.py).
         if packet.size == 0:

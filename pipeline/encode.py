@@ -18,7 +18,7 @@ import av
 
 from pipeline.chained import container_format
 from pipeline.chunks import ChunkPlan, Track
-from pipeline.demux import Reading, track_units
+from pipeline.demux import Reading, TrackBytes, track_units
 from pipeline.errors import BadChunks, CorruptMedia, NoMedia
 from pipeline.options import MediaOptions
 from pipeline.probe import Probe, probe
@@ -96,13 +96,15 @@ def encode_take(
     copy = first is not None and first.codec in COPY_CODECS
     reading = Reading(warnings=list(plan.warnings))
     tracks: list[Iterator[Timed]] = []
+    counted = {track.kind: TrackBytes(track.size) for track in plan.tracks}
     if plan.video is not None:
         kinds = {"video"} if first is not None else set()
         if plan.video.kind == "av" and channel_layout:
             kinds.add("audio")
-        tracks.append(track_units(plan.video, kinds, copy, options, reading))
+        units = track_units(plan.video, kinds, copy, options, reading, counted[plan.video.kind])
+        tracks.append(units)
     if plan.audio is not None:
-        tracks.append(track_units(plan.audio, {"audio"}, False, options, reading))
+        tracks.append(track_units(plan.audio, {"audio"}, False, options, reading, counted["audio"]))
     total = max(1, plan.total_bytes)
     path = work / "encoded.ts"
     template = _copy_template(plan.video) if copy and plan.video is not None else None
@@ -126,7 +128,7 @@ def encode_take(
                     video.write(unit.item, unit.seconds)
                 end = max(end, unit.seconds)
                 if progress is not None:
-                    progress(min(1.0, reading.bytes_done / total))
+                    progress(min(1.0, sum(c.read for c in counted.values()) / total))
             if video is not None:
                 video.close()
             if audio is not None:

@@ -21,7 +21,33 @@ from pipeline.options import MediaOptions
 from pipeline.probe import without_debris
 from pipeline.transcribe import EngineName, load_engine, read_samples
 
+# Told the stage's name and the whole take's progress, from 0 to 1, never decreasing.
 Stage = Callable[[str, float], None]
+
+
+class TakeProgress:
+    """The take's progress over its stages, each weighted by its usual share of the time
+    (encoding runs at a few times real time, tiny.en transcription faster, the final
+    stream copy hundreds of times), reported through ``on_stage``; never going back."""
+
+    def __init__(self, on_stage: Stage | None, transcribe: bool) -> None:
+        weights = {"plan": 0.0, "encode": 0.6, "transcribe": 0.3, "mux": 0.1}
+        if not transcribe:
+            weights = {"plan": 0.0, "encode": 0.9, "mux": 0.1}
+        self._on_stage = on_stage
+        self._spans: dict[str, tuple[float, float]] = {}
+        start = 0.0
+        for name, weight in weights.items():
+            self._spans[name] = (start, weight)
+            start += weight
+        self.value = 0.0
+
+    def __call__(self, stage: str, fraction: float = 0.0) -> None:
+        """Report ``fraction`` (0 to 1) of ``stage`` done; "done" is the whole take."""
+        start, weight = self._spans.get(stage, (1.0, 0.0))
+        self.value = max(self.value, min(1.0, start + weight * fraction))
+        if self._on_stage is not None:
+            self._on_stage(stage, self.value)
 
 
 @dataclass(frozen=True)
@@ -85,11 +111,7 @@ def process_take(
     on_stage: Stage | None = None,
 ) -> TakeResult:
     """Join, encode, transcribe and mux one take; returns where each output is."""
-
-    def stage(name: str, fraction: float = 0.0) -> None:
-        if on_stage is not None:
-            on_stage(name, fraction)
-
+    stage = TakeProgress(on_stage, options.transcribe)
     timings: dict[str, float] = {}
     clock = time.monotonic()
 

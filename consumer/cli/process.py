@@ -55,7 +55,7 @@ def process_local(take: Path, args: argparse.Namespace) -> int:
 
     def on_stage(stage: str, fraction: float) -> None:
         bar.set_description(stage)
-        bar.n = round(fraction * 100) if stage == "encode" else bar.n
+        bar.n = round(fraction * 100)  # the whole take's progress, never going back
         bar.refresh()
 
     work = Path(tempfile.mkdtemp(prefix="whisp-"))
