@@ -65,6 +65,9 @@ class TakeOptions:
     expected_video: int | None = None
     expected_audio: int | None = None
     max_total_bytes: int | None = None
+    # The most chunks of one kind a take may have: the longest take times the chunks a
+    # second a client may send. Bounds marker counts and chunk numbers.
+    max_chunks: int | None = None
     # Written into the JSON transcript: meeting_id and take, as the original did.
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -129,6 +132,7 @@ def process_take(
         expected_video=options.expected_video,
         expected_audio=options.expected_audio,
         max_total_bytes=options.max_total_bytes,
+        max_chunks=options.max_chunks,
     )
     plan = without_debris(plan)
     if not plan.tracks:
