@@ -2,8 +2,9 @@
 
 For each container of a track (opened by ``chained``): its packets (``_packets``), the
 time the file starts (``timeline.start_clock``), decoded frames or H.264 packets to copy
-(``_decoded``), moved onto the take's clock (``timeline.shifted``). ``track_units``
-chains the stages for one track; ``timeline.merged`` puts the tracks in time order.
+(``_decoded``), each picture's size checked (``_within_limits``), moved onto the take's
+clock (``timeline.shifted``). ``track_units`` chains the stages for one track;
+``timeline.merged`` puts the tracks in time order.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def track_units(
             ends = FileEnd()
             packets = _packets(container, streams, track, opened, reading, progress)
             decoded = _decoded(start_clock(packets, clock), streams, copy_video, reading)
-            for unit in shifted(decoded, clock, order):
+            for unit in shifted(_within_limits(decoded, options), clock, order):
                 ends.add(unit)
                 yield unit
             follows = ends.end()
@@ -141,6 +142,16 @@ def _decoded(
             continue
         # Frame threading holds frames back: always flush the decoders.
         yield from _frames(stream, None, reading)
+
+
+def _within_limits(items: Iterator[Item], options: MediaOptions) -> Iterator[Item]:
+    """The items unchanged, every decoded picture checked against the resolution limit:
+    the header's size binds nothing, any keyframe can change it (a 320x240 header, then
+    16000x16000 frames)."""
+    for item in items:
+        if isinstance(item, av.VideoFrame):
+            options.check_size(item.width, item.height)
+        yield item
 
 
 def _frames(

@@ -218,6 +218,20 @@ def header_only(data: bytes) -> bytes:
     return head + kept
 
 
+def resized_split_take(folder: Path, first: tuple[int, int], then: tuple[int, int]) -> None:
+    """A split video take whose header says ``first`` while its second chunk holds the
+    clusters of a recording made at ``then``: a size change the header does not tell."""
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for n, size in enumerate((first, then)):
+        path = folder / f".part{n}"
+        record(path, start=0.0, end=0.5, video_codec="vp8", audio=None, size=size)
+        parts.append(path.read_bytes())
+        path.unlink()
+    (folder / "video_0.webm").write_bytes(parts[0])
+    (folder / "video_1.webm").write_bytes(parts[1][parts[1].find(CLUSTER) :])
+
+
 def add_header_only_chunk(spec: TakeSpec, kind: str, padding: int = 0) -> Path:
     """A header-only chunk after the take's last ``kind`` chunk, zero-padded if asked."""
     names = [n for n in spec.chunk_names if n.startswith(kind + "_")]
