@@ -5,6 +5,13 @@ time the file starts (``timeline.start_clock``), decoded frames or H.264 packets
 (``_decoded``), each picture's size checked (``_within_limits``), moved onto the take's
 clock (``timeline.shifted``). ``track_units`` chains the stages for one track;
 ``timeline.merged`` puts the tracks in time order.
+
+Damaged bytes: FFmpeg's Matroska demuxer skips what it cannot parse to the next element
+it recognizes, or stops at the end of what it can read, without an error. So every
+track counts the bytes its packets did not cover (``TrackBytes.lost``): gaps between
+packets, and what is left after the last one, past ``SLACK`` (the container's own
+elements between packets are smaller). The encoder turns that into a warning or a
+failure (see ``encode``). MP4 is read by its index, not by scanning: no count there.
 """
 
 from __future__ import annotations
@@ -32,13 +39,22 @@ class Reading:
     decode_errors: int = 0
 
 
+# Bytes between packets (or after the last) that are container elements, not lost media:
+# cluster and block headers (tens of bytes), cues at the end of a file FFmpeg wrote (a
+# few hundred for a short file; browsers write none).
+SLACK = 4096
+
+
 @dataclass
 class TrackBytes:
-    """How far the demuxer got through one track's bytes: the end of the last packet it
-    read, never going back. One per track: the tracks are read side by side."""
+    """How far the demuxer got through one track's bytes (the end of the last packet read,
+    never going back: the progress), and how many it skipped or left unread (``lost``).
+    One per track: the tracks are read side by side."""
 
+    kind: str
     size: int
     read: int = 0
+    lost: int = 0
 
     def reached(self, position: int) -> None:
         self.read = max(self.read, min(position, self.size))
@@ -105,23 +121,35 @@ def _packets(
     reading: Reading,
     progress: TrackBytes,
 ) -> Iterator[Packet]:
-    """The container's packets of the chosen streams, until its end or a read error."""
-    packets = container.demux(streams.selected())
+    """The container's packets of the chosen streams, until its end or a read error.
+
+    Every stream's packets are read, so that the bytes between the chosen ones are known
+    to be media, not damage (``TrackBytes.lost``)."""
+    chosen = {s.index for s in streams.selected()}
+    counts_losses = "matroska" in container.format.name
+    covered = 0  # where the last packet ended, in this container's bytes
+    packets = container.demux()
     while True:
         try:
             packet = next(packets)
         except StopIteration:
-            return
+            break
         except (av.error.FFmpegError, EOFError, OSError) as e:
             reading.warnings.append(f"{track.kind} stream ends early ({e})")
-            return
-        if packet.pos is not None and packet.pos >= 0:  # -1 where the demuxer cannot tell
-            progress.reached(opened.start_byte + packet.pos + packet.size)
+            break
         # The demuxer ends with an empty flush packet; test the size, not ``dts is None``
         # (a valid keyframe can have no dts: PyAV's examples/basics/remux.py).
         if packet.size == 0:
             continue
-        yield packet
+        if packet.pos is not None and packet.pos >= 0:  # -1 where the demuxer cannot tell
+            if counts_losses and packet.pos - covered > SLACK:
+                progress.lost += packet.pos - covered
+            covered = max(covered, packet.pos + packet.size)
+            progress.reached(opened.start_byte + covered)
+        if packet.stream_index in chosen:
+            yield packet
+    if counts_losses and opened.size - covered > SLACK:
+        progress.lost += opened.size - covered
 
 
 def _decoded(

@@ -6,6 +6,12 @@ continue one another, see ``demux``), decoded and merged by time, then encoded t
 so memory stays flat however long the take. The same audio decode writes the WAV output
 and 16 kHz mono float32 samples for Whisper (see ``sinks``). The second pass (``mux``)
 makes the MP4 from it once the captions are known.
+
+Media lost to damage: when the demuxer skips damaged bytes or stops before a track's end
+(a chunk of random bytes, a first chunk cut short), the take says so. A track that lost
+more than half of its bytes (``MAX_LOST_SHARE``) fails the take with ``CorruptMedia``:
+what is left is not the recording. Less than that is a warning naming the seconds lost,
+estimated as the lost share of the track's bytes times the take's length.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pipeline.timeline import Timed, merged
 Progress = Callable[[float], None]
 
 COPY_CODECS = frozenset({"h264"})
+MAX_LOST_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,23 @@ def _probe_tracks(plan: ChunkPlan, options: MediaOptions) -> tuple[Probe | None,
     return video, channel_layout
 
 
+def _check_lost(track: TrackBytes, duration: float, warnings: list[str]) -> None:
+    """Fail a track that lost most of its bytes; warn with the seconds lost otherwise."""
+    if not track.lost:
+        return
+    share = track.lost / max(1, track.size)
+    seconds = share * duration
+    if share > MAX_LOST_SHARE:
+        raise CorruptMedia(
+            f"most of the {track.kind} track cannot be read: {share:.0%} of its bytes, "
+            f"about {seconds:.1f} s, lost"
+        )
+    warnings.append(
+        f"about {seconds:.1f} s of the {track.kind} track could not be read "
+        f"({share:.0%} of its bytes lost)"
+    )
+
+
 def encode_take(
     plan: ChunkPlan,
     work: Path,
@@ -96,7 +120,7 @@ def encode_take(
     copy = first is not None and first.codec in COPY_CODECS
     reading = Reading(warnings=list(plan.warnings))
     tracks: list[Iterator[Timed]] = []
-    counted = {track.kind: TrackBytes(track.size) for track in plan.tracks}
+    counted = {track.kind: TrackBytes(track.kind, track.size) for track in plan.tracks}
     if plan.video is not None:
         kinds = {"video"} if first is not None else set()
         if plan.video.kind == "av" and channel_layout:
@@ -146,10 +170,12 @@ def encode_take(
         raise CorruptMedia("no audio could be decoded from the take")
     if reading.decode_errors:
         reading.warnings.append(f"{reading.decode_errors} packets could not be decoded")
-    audio_seconds = audio.samples / AUDIO_RATE if audio is not None else 0.0
+    duration = max(end, audio.samples / AUDIO_RATE if audio is not None else 0.0)
+    for track in counted.values():
+        _check_lost(track, duration, reading.warnings)
     return EncodedTake(
         path=path,
-        duration=max(end, audio_seconds),
+        duration=duration,
         video=EncodedVideo(
             first.codec, copy, video.width, video.height, video.frames, video.dropped
         )

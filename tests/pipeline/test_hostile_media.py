@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import random
+import re
 from pathlib import Path
 
 import pytest
 
-from pipeline.errors import LimitExceeded
+from pipeline.errors import CorruptMedia, LimitExceeded
 from pipeline.options import MediaOptions
 from pipeline.process import TakeOptions, TakeResult, process_take
-from tests.support.takes import resized_split_take
+from tests.support.mediaprobe import duration
+from tests.support.takes import make_take, recut_evenly, resized_split_take
 
 
 def run(folder: Path, tmp: Path, media: MediaOptions | None = None) -> TakeResult:
@@ -25,3 +28,27 @@ def test_a_size_change_past_the_limit_inside_the_stream_is_refused(tmp_path: Pat
     with pytest.raises(LimitExceeded, match="320x240, over the limit of 160x120"):
         run(tmp_path / "in", tmp_path, limit)
     run(tmp_path / "in", tmp_path / "no-limit")  # within limits the take is made
+
+
+def test_a_damaged_chunk_is_reported_with_the_seconds_lost(tmp_path: Path) -> None:
+    """Random bytes instead of the last quarter of a split video: the demuxer stops there
+    without an error; the take is made and says about how much video was lost."""
+    make_take(tmp_path / "in", duration=4.0, chunks=3)
+    last = recut_evenly(tmp_path / "in", "video", 4)[-1]
+    last.write_bytes(random.Random(1).randbytes(last.stat().st_size))
+    result = run(tmp_path / "in", tmp_path)
+    lost = [w for w in result.warnings if "of the video track could not be read" in w]
+    assert len(lost) == 1, result.warnings
+    seconds = float(re.findall(r"about ([0-9.]+) s", lost[0])[0])
+    assert 0.7 < seconds < 1.3  # a quarter of 4 s
+    assert duration(result.outputs["video"]) == pytest.approx(4.0, abs=0.1)  # audio intact
+
+
+def test_a_take_that_lost_most_of_a_track_fails(tmp_path: Path) -> None:
+    """A first chunk cut to 500 bytes: the demuxer finds its way back only much later,
+    and what is left is not the recording (61 of 161 frames in the adversarial run)."""
+    make_take(tmp_path / "in", duration=4.0, chunks=3)
+    first = recut_evenly(tmp_path / "in", "video", 4)[0]
+    first.write_bytes(first.read_bytes()[:500])
+    with pytest.raises(CorruptMedia, match="most of the video track cannot be read"):
+        run(tmp_path / "in", tmp_path)

@@ -232,6 +232,20 @@ def resized_split_take(folder: Path, first: tuple[int, int], then: tuple[int, in
     (folder / "video_1.webm").write_bytes(parts[1][parts[1].find(CLUSTER) :])
 
 
+def recut_evenly(folder: Path, kind: str, pieces: int) -> list[Path]:
+    """A split track's chunks cut again into ``pieces`` of equal size, so that a test
+    knows what share of the track each chunk holds."""
+    old = sorted(folder.glob(f"{kind}_*"), key=lambda p: int(p.stem.split("_")[1]))
+    data = b"".join(p.read_bytes() for p in old)
+    for path in old:
+        path.unlink()
+    step = -(-len(data) // pieces)
+    paths = [folder / f"{kind}_{i}{old[0].suffix}" for i in range(pieces)]
+    for i, path in enumerate(paths):
+        path.write_bytes(data[i * step : (i + 1) * step])
+    return paths
+
+
 def add_header_only_chunk(spec: TakeSpec, kind: str, padding: int = 0) -> Path:
     """A header-only chunk after the take's last ``kind`` chunk, zero-padded if asked."""
     names = [n for n in spec.chunk_names if n.startswith(kind + "_")]
