@@ -18,7 +18,7 @@ import av.error
 from av.container import InputContainer
 
 from pipeline.chunks import Join, Track
-from pipeline.errors import CorruptMedia
+from pipeline.errors import CorruptMedia, reason
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -75,7 +75,7 @@ def open_track(track: Track) -> Iterator[Opened]:
         try:
             container = av.open(reader, "r", format=container_format(track.paths[0]))
         except av.error.FFmpegError as e:
-            raise CorruptMedia(f"{track.kind} chunks cannot be read: {e}") from e
+            raise CorruptMedia(f"{track.kind} chunks cannot be read: {reason(e)}") from e
         yield Opened(container, 0, track.size)
         return
     start = 0
@@ -83,6 +83,6 @@ def open_track(track: Track) -> Iterator[Opened]:
         try:
             container = av.open(str(chunk.path))
         except av.error.FFmpegError as e:
-            raise CorruptMedia(f"{chunk.path.name} cannot be read: {e}") from e
+            raise CorruptMedia(f"{chunk.path.name} cannot be read: {reason(e)}") from e
         yield Opened(container, start, chunk.size)
         start += chunk.size

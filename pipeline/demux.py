@@ -26,7 +26,7 @@ from av.container import InputContainer
 
 from pipeline.chained import Opened, open_track
 from pipeline.chunks import Track
-from pipeline.errors import BadChunks
+from pipeline.errors import BadChunks, reason
 from pipeline.options import MediaOptions
 from pipeline.timeline import Clock, FileEnd, Item, Packet, Timed, shifted, start_clock
 
@@ -135,7 +135,7 @@ def _packets(
         except StopIteration:
             break
         except (av.error.FFmpegError, EOFError, OSError) as e:
-            reading.warnings.append(f"{track.kind} stream ends early ({e})")
+            reading.warnings.append(f"{track.kind} stream ends early ({reason(e)})")
             break
         # The demuxer ends with an empty flush packet; test the size, not ``dts is None``
         # (a valid keyframe can have no dts: PyAV's examples/basics/remux.py).

@@ -38,7 +38,7 @@ def probe(path: Path) -> Probe:
             cc = video.codec_context
             return Probe(cc.name, cc.width, cc.height, channels)
     except av.error.FFmpegError as e:
-        raise CorruptMedia(f"{path.name} cannot be read: {e}") from e
+        raise CorruptMedia(f"{path.name} cannot be read: {reason(e)}") from e
 
 
 # Bytes that only a file holding media has: a Matroska Cluster, an MP4 fragment or media

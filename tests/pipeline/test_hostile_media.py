@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import CorruptMedia, LimitExceeded
+from pipeline.errors import CorruptMedia, LimitExceeded, reason
 from pipeline.options import MediaOptions
 from pipeline.process import TakeOptions, TakeResult, process_take
 from tests.support.mediaprobe import duration
@@ -52,3 +52,27 @@ def test_a_take_that_lost_most_of_a_track_fails(tmp_path: Path) -> None:
     first.write_bytes(first.read_bytes()[:500])
     with pytest.raises(CorruptMedia, match="most of the video track cannot be read"):
         run(tmp_path / "in", tmp_path)
+
+
+@pytest.mark.parametrize("layout", ["split", "restarted"])
+def test_errors_name_the_chunk_never_a_local_path(tmp_path: Path, layout: str) -> None:
+    """FFmpeg puts the file's path in its messages; the status record gets the chunk's
+    name and FFmpeg's reason only."""
+    make_take(tmp_path / "in", duration=1.5, chunks=3, layout=layout)  # type: ignore[arg-type]
+    chunk = tmp_path / "in" / "video_0.webm"
+    data = bytearray(chunk.read_bytes())
+    data[8:300] = b"\xff" * 292  # the header past the magic bytes: tracks unreadable
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(CorruptMedia) as err:
+        run(tmp_path / "in", tmp_path)
+    assert str(err.value) == "video_0.webm cannot be read: Invalid data found when processing input"
+
+
+def test_reason_strips_paths_from_any_message() -> None:
+    assert (
+        reason(OSError(5, "Input/output error", "/tmp/w/chunks/a_1.webm")) == "Input/output error"
+    )
+    assert (
+        reason(ValueError("cannot open '/tmp/w/x/video_3.webm' now"))
+        == "cannot open video_3.webm now"
+    )
