@@ -77,7 +77,7 @@ def track_units(
     copy_video: bool,
     options: MediaOptions,
     reading: Reading,
-    progress: TrackBytes,
+    counter: TrackBytes,
 ) -> Iterator[Timed]:
     """Decoded frames (or H.264 packets to copy) of a track, with take-wide times."""
     order = itertools.count()
@@ -87,13 +87,13 @@ def track_units(
             streams = _streams(container, track, kinds, options)
             clock = Clock(follows)
             ends = FileEnd()
-            packets = _packets(container, streams, track, opened, reading, progress)
+            packets = _packets(container, streams, track, opened, reading, counter)
             decoded = _decoded(start_clock(packets, clock), streams, copy_video, reading)
             for unit in shifted(_within_limits(decoded, options), clock, order):
                 ends.add(unit)
                 yield unit
             follows = ends.end()
-        progress.reached(opened.start_byte + opened.size)
+        counter.reached(opened.start_byte + opened.size)
 
 
 def _streams(
@@ -109,7 +109,7 @@ def _streams(
     if streams.video is not None:
         cc = streams.video.codec_context
         options.check_size(cc.width, cc.height)
-        cc.thread_type = "AUTO"
+        cc.thread_type = "AUTO"  # before the decoder opens; _decoded flushes what it holds
     return streams
 
 
@@ -119,7 +119,7 @@ def _packets(
     track: Track,
     opened: Opened,
     reading: Reading,
-    progress: TrackBytes,
+    counter: TrackBytes,
 ) -> Iterator[Packet]:
     """The container's packets of the chosen streams, until its end or a read error.
 
@@ -143,13 +143,13 @@ def _packets(
             continue
         if packet.pos is not None and packet.pos >= 0:  # -1 where the demuxer cannot tell
             if counts_losses and packet.pos - covered > SLACK:
-                progress.lost += packet.pos - covered
+                counter.lost += packet.pos - covered
             covered = max(covered, packet.pos + packet.size)
-            progress.reached(opened.start_byte + covered)
+            counter.reached(opened.start_byte + covered)
         if packet.stream_index in chosen:
             yield packet
     if counts_losses and opened.size - covered > SLACK:
-        progress.lost += opened.size - covered
+        counter.lost += opened.size - covered
 
 
 def _decoded(

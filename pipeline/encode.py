@@ -119,16 +119,16 @@ def encode_take(
     first, channel_layout = _probe_tracks(plan, options)
     copy = first is not None and first.codec in COPY_CODECS
     reading = Reading(warnings=list(plan.warnings))
+    counted = [TrackBytes(track.kind, track.size) for track in plan.tracks]
     tracks: list[Iterator[Timed]] = []
-    counted = {track.kind: TrackBytes(track.kind, track.size) for track in plan.tracks}
-    if plan.video is not None:
-        kinds = {"video"} if first is not None else set()
-        if plan.video.kind == "av" and channel_layout:
-            kinds.add("audio")
-        units = track_units(plan.video, kinds, copy, options, reading, counted[plan.video.kind])
-        tracks.append(units)
-    if plan.audio is not None:
-        tracks.append(track_units(plan.audio, {"audio"}, False, options, reading, counted["audio"]))
+    for track, bytes_ in zip(plan.tracks, counted, strict=True):
+        if track.kind == "audio":
+            kinds = {"audio"}
+        else:  # video, or av: one recorder for both
+            kinds = {"video"} if first is not None else set()
+            if track.kind == "av" and channel_layout:
+                kinds.add("audio")
+        tracks.append(track_units(track, kinds, copy, options, reading, bytes_))
     total = max(1, plan.total_bytes)
     path = work / "encoded.ts"
     template = _copy_template(plan.video) if copy and plan.video is not None else None
@@ -152,7 +152,7 @@ def encode_take(
                     video.write(unit.item, unit.seconds)
                 end = max(end, unit.seconds)
                 if progress is not None:
-                    progress(min(1.0, sum(c.read for c in counted.values()) / total))
+                    progress(min(1.0, sum(c.read for c in counted) / total))
             if video is not None:
                 video.close()
             if audio is not None:
@@ -171,8 +171,8 @@ def encode_take(
     if reading.decode_errors:
         reading.warnings.append(f"{reading.decode_errors} packets could not be decoded")
     duration = max(end, audio.samples / AUDIO_RATE if audio is not None else 0.0)
-    for track in counted.values():
-        _check_lost(track, duration, reading.warnings)
+    for bytes_ in counted:
+        _check_lost(bytes_, duration, reading.warnings)
     return EncodedTake(
         path=path,
         duration=duration,
