@@ -36,7 +36,7 @@ from consumer.storage import (
 from consumer.webhook import Notifier
 from consumer.workers import WorkerPool, read_progress
 from pipeline.chunks import missing_chunks, parse_chunk_name
-from pipeline.errors import MissingChunks, TakeError
+from pipeline.errors import ChunkRange, MissingChunks, TakeError
 from pipeline.options import MediaOptions
 from pipeline.process import TakeOptions
 
@@ -309,7 +309,7 @@ def _fingerprint(chunks: list[ObjectInfo], marker_etag: str) -> dict[str, Any]:
     }
 
 
-def _missing(chunks: list[ObjectInfo], options: MarkerOptions) -> dict[str, list[int]]:
+def _missing(chunks: list[ObjectInfo], options: MarkerOptions) -> dict[str, list[ChunkRange]]:
     present: dict[str, list[int]] = {}
     for chunk in chunks:
         parsed = parse_chunk_name(chunk.name)

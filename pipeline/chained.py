@@ -18,20 +18,19 @@ import av.error
 from av.container import InputContainer
 
 from pipeline.chunks import Join, Track
-from pipeline.errors import CorruptMedia
+from pipeline.errors import CorruptMedia, reason
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 
 class ChainReader(io.RawIOBase):
-    """Reads files one after another as one stream, counting the bytes it has read."""
+    """Reads files one after another as one stream."""
 
     def __init__(self, paths: Iterable[Path]) -> None:
         super().__init__()
         self._paths = list(paths)
         self._file: io.BufferedReader | None = None
-        self.bytes_read = 0
 
     def readable(self) -> bool:
         return True
@@ -44,7 +43,6 @@ class ChainReader(io.RawIOBase):
                 self._file = self._paths.pop(0).open("rb")
             n = self._file.readinto(buffer)
             if n:
-                self.bytes_read += n
                 return n
             self._file.close()
             self._file = None
@@ -63,12 +61,11 @@ def container_format(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Opened:
-    """One container of a track, and how far into the track's bytes it starts."""
+    """One container of a track, where it starts in the track's bytes, and its size."""
 
     container: InputContainer
     start_byte: int
     size: int
-    chained: ChainReader | None = None
 
 
 def open_track(track: Track) -> Iterator[Opened]:
@@ -78,14 +75,14 @@ def open_track(track: Track) -> Iterator[Opened]:
         try:
             container = av.open(reader, "r", format=container_format(track.paths[0]))
         except av.error.FFmpegError as e:
-            raise CorruptMedia(f"{track.kind} chunks cannot be read: {e}") from e
-        yield Opened(container, 0, track.size, reader)
+            raise CorruptMedia(f"{track.kind} chunks cannot be read: {reason(e)}") from e
+        yield Opened(container, 0, track.size)
         return
     start = 0
     for chunk in track.chunks:
         try:
             container = av.open(str(chunk.path))
         except av.error.FFmpegError as e:
-            raise CorruptMedia(f"{chunk.path.name} cannot be read: {e}") from e
+            raise CorruptMedia(f"{chunk.path.name} cannot be read: {reason(e)}") from e
         yield Opened(container, start, chunk.size)
         start += chunk.size

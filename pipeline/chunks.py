@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import BadChunks, LimitExceeded, MissingChunks, NoVideo
+from pipeline.errors import BadChunks, ChunkRange, LimitExceeded, MissingChunks, NoMedia
 
 CHUNK_NAME = re.compile(r"^(?P<kind>video|audio|av)_(?P<index>\d{1,9})\.(?P<ext>webm|mkv|mp4)$")
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
@@ -56,7 +57,8 @@ class Track:
 
 @dataclass(frozen=True)
 class ChunkPlan:
-    """What the take is made of: video (or av) and audio tracks, and what was noticed."""
+    """What the take is made of: video (or av) and audio tracks, and what was noticed.
+    A take without video (the camera off) has audio only."""
 
     video: Track | None
     audio: Track | None
@@ -104,34 +106,71 @@ def find_chunks(folder: Path) -> dict[str, list[Chunk]]:
 
 
 def _duplicates(indices: list[int]) -> str:
-    return ", ".join(str(i) for i in sorted({i for i in indices if indices.count(i) > 1}))
+    return ", ".join(str(i) for i, n in sorted(Counter(indices).items()) if n > 1)
 
 
-def missing_indices(indices: list[int], expected: int | None) -> list[int]:
-    """Indices absent from a run that starts at 0 or 1 and has ``expected`` members."""
-    present = set(indices)
-    start = 1 if (present and min(present) == 1) else 0
-    stop = start + expected if expected is not None else (max(present) + 1 if present else 0)
-    return [i for i in range(start, stop) if i not in present]
+def missing_ranges(indices: Iterable[int], expected: int | None) -> list[ChunkRange]:
+    """The runs of indices absent from a numbering that starts at 0 or 1 and has
+    ``expected`` members (without it, up to the highest index present). Worked out from
+    the indices present, never one entry per missing chunk: a marker may promise a
+    million chunks, or a chunk be named ``video_10000000``."""
+    present = sorted(set(indices))
+    start = 1 if present and present[0] == 1 else 0
+    stop = start + expected if expected is not None else (present[-1] + 1 if present else 0)
+    gaps = []
+    following = start  # the index that should come next
+    for index in present:
+        if index >= stop:
+            break
+        if index > following:
+            gaps.append(ChunkRange(following, index - 1))
+        following = index + 1
+    if following < stop:
+        gaps.append(ChunkRange(following, stop - 1))
+    return gaps
 
 
 def missing_chunks(
-    present: Mapping[str, list[int]], expected_video: int | None, expected_audio: int | None
-) -> dict[str, list[int]]:
-    """The missing indices of each kind that misses some, the video (or av) kind first.
+    present: Mapping[str, list[int]],
+    expected_video: int | None,
+    expected_audio: int | None,
+    *,
+    max_chunks: int | None = None,
+) -> dict[str, list[ChunkRange]]:
+    """The missing runs of each kind that misses some, the video (or av) kind first.
 
     ``present`` is the indices found per kind. Expected counts (from the marker) are what
-    the take must have; without them, a hole in the indices is missing too.
+    the take must have; without them, a hole in the indices is missing too. ``max_chunks``
+    (the longest take times the chunks a second a client may send) bounds both: a count or
+    an index past it is ``LimitExceeded``, not a wait for chunks that will never come.
     """
     video_kind = "av" if "av" in present else "video"
     expected = {video_kind: expected_video, "audio": expected_audio}
+    if max_chunks is not None:
+        _check_bounds(present, expected, max_chunks)
     kinds = {*present, *(kind for kind, count in expected.items() if count is not None)}
     missing = {}
     for kind in sorted(kinds, key=lambda k: (k != video_kind, k)):
-        gone = missing_indices(present.get(kind, []), expected.get(kind))
+        gone = missing_ranges(present.get(kind, []), expected.get(kind))
         if gone:
             missing[kind] = gone
     return missing
+
+
+def _check_bounds(
+    present: Mapping[str, list[int]], expected: Mapping[str, int | None], max_chunks: int
+) -> None:
+    for kind, count in expected.items():
+        if count is not None and count > max_chunks:
+            raise LimitExceeded(
+                f"the marker expects {count} {kind} chunks, over the limit of {max_chunks}"
+            )
+    for kind, indices in present.items():
+        highest = max(indices, default=0)
+        if highest > max_chunks:  # numbering may start at 1, so index max_chunks is fine
+            raise LimitExceeded(
+                f"chunk {kind}_{highest} is numbered past the limit of {max_chunks} chunks"
+            )
 
 
 def _track(kind: str, chunks: list[Chunk], warnings: list[str]) -> Track:
@@ -140,7 +179,7 @@ def _track(kind: str, chunks: list[Chunk], warnings: list[str]) -> Track:
         raise BadChunks(f"first {kind} chunk {first.path.name} is empty")
     if not has_header(first.path):
         if first.index > 0:
-            raise MissingChunks({kind: list(range(0, first.index))})
+            raise MissingChunks({kind: [ChunkRange(0, first.index - 1)]})
         raise BadChunks(f"first {kind} chunk {first.path.name} is not media (no header)")
     usable = [first]
     for chunk in chunks[1:]:
@@ -168,6 +207,7 @@ def plan_take(
     expected_video: int | None = None,
     expected_audio: int | None = None,
     max_total_bytes: int | None = None,
+    max_chunks: int | None = None,
 ) -> ChunkPlan:
     """Read a folder of chunks into a plan, or raise the one error that says what is wrong.
 
@@ -178,14 +218,14 @@ def plan_take(
     if "av" in found and ("video" in found or "audio" in found):
         raise BadChunks("take mixes av_ chunks with separate video_/audio_ chunks")
     video_kind = "av" if "av" in found else "video"
-    if video_kind not in found:
-        raise NoVideo("no video chunks in the take")
+    if video_kind not in found and "audio" not in found:
+        raise NoMedia("no video or audio chunks in the take")
     indices = {kind: [c.index for c in chunks] for kind, chunks in found.items()}
-    missing = missing_chunks(indices, expected_video, expected_audio)
+    missing = missing_chunks(indices, expected_video, expected_audio, max_chunks=max_chunks)
     if missing:
         raise MissingChunks(missing)
     warnings: list[str] = []
-    video = _track(video_kind, found[video_kind], warnings)
+    video = _track(video_kind, found[video_kind], warnings) if video_kind in found else None
     audio = _track("audio", found["audio"], warnings) if "audio" in found else None
     plan = ChunkPlan(video, audio, warnings)
     if max_total_bytes is not None and plan.total_bytes > max_total_bytes:

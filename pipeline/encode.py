@@ -6,6 +6,12 @@ continue one another, see ``demux``), decoded and merged by time, then encoded t
 so memory stays flat however long the take. The same audio decode writes the WAV output
 and 16 kHz mono float32 samples for Whisper (see ``sinks``). The second pass (``mux``)
 makes the MP4 from it once the captions are known.
+
+Media lost to damage: when the demuxer skips damaged bytes or stops before a track's end
+(a chunk of random bytes, a first chunk cut short), the take says so. A track that lost
+more than half of its bytes (``MAX_LOST_SHARE``) fails the take with ``CorruptMedia``:
+what is left is not the recording. Less than that is a warning naming the seconds lost,
+estimated as the lost share of the track's bytes times the take's length.
 """
 
 from __future__ import annotations
@@ -18,16 +24,29 @@ import av
 
 from pipeline.chained import container_format
 from pipeline.chunks import ChunkPlan, Track
-from pipeline.demux import Reading, track_units
-from pipeline.errors import CorruptMedia, NoVideo
+from pipeline.demux import Reading, TrackBytes, track_units
+from pipeline.errors import BadChunks, CorruptMedia, NoMedia
 from pipeline.options import MediaOptions
-from pipeline.probe import probe
+from pipeline.probe import Probe, probe
 from pipeline.sinks import AUDIO_RATE, AudioSink, VideoSink
 from pipeline.timeline import Timed, merged
 
 Progress = Callable[[float], None]
 
 COPY_CODECS = frozenset({"h264"})
+MAX_LOST_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class EncodedVideo:
+    """The video the first pass wrote: its source, whether it was copied, and its frames."""
+
+    source_codec: str
+    copied: bool
+    width: int
+    height: int
+    frames: int
+    dropped_frames: int
 
 
 @dataclass
@@ -36,12 +55,7 @@ class EncodedTake:
 
     path: Path
     duration: float
-    source_codec: str
-    video_copied: bool
-    width: int
-    height: int
-    frames: int
-    dropped_frames: int
+    video: EncodedVideo | None  # None for a take without video (the camera off)
     audio: bool
     audio_path: Path | None = None
     speech_path: Path | None = None
@@ -54,6 +68,45 @@ def _copy_template(track: Track) -> av.container.InputContainer:
     return av.open(str(path), format=container_format(path))
 
 
+def _probe_tracks(plan: ChunkPlan, options: MediaOptions) -> tuple[Probe | None, str | None]:
+    """The video's codec and size (None for a take without video: no video chunks, or
+    ``av`` chunks recorded with the camera off) and the audio's channel layout (None
+    without audio), from each track's first chunk."""
+    video: Probe | None = None
+    channel_layout = None
+    if plan.video is not None:
+        video = probe(plan.video.paths[0])
+        if plan.video.kind == "av":
+            channel_layout = video.channel_layout
+        if not video.codec and plan.video.kind != "av":
+            raise BadChunks(f"{plan.video.paths[0].name} holds no video stream")
+        video = video if video.codec else None
+    if plan.audio is not None:
+        channel_layout = probe(plan.audio.paths[0]).channel_layout or "mono"
+    if video is None and channel_layout is None:
+        raise NoMedia("the take's chunks hold neither a video nor an audio stream")
+    if video is not None:
+        options.check_size(video.width, video.height)
+    return video, channel_layout
+
+
+def _check_lost(track: TrackBytes, duration: float, warnings: list[str]) -> None:
+    """Fail a track that lost most of its bytes; warn with the seconds lost otherwise."""
+    if not track.lost:
+        return
+    share = track.lost / max(1, track.size)
+    seconds = share * duration
+    if share > MAX_LOST_SHARE:
+        raise CorruptMedia(
+            f"most of the {track.kind} track cannot be read: {share:.0%} of its bytes, "
+            f"about {seconds:.1f} s, lost"
+        )
+    warnings.append(
+        f"about {seconds:.1f} s of the {track.kind} track could not be read "
+        f"({share:.0%} of its bytes lost)"
+    )
+
+
 def encode_take(
     plan: ChunkPlan,
     work: Path,
@@ -62,31 +115,32 @@ def encode_take(
 ) -> EncodedTake:
     """First pass: the take's tracks joined, re-timed and encoded into ``work/encoded.ts``."""
     options = options or MediaOptions()
-    assert plan.video is not None
     work.mkdir(parents=True, exist_ok=True)
-    video_info = probe(plan.video.paths[0])
-    if not video_info.codec:
-        raise NoVideo(f"{plan.video.paths[0].name} holds no video stream")
-    options.check_size(video_info.width, video_info.height)
-    channel_layout = video_info.channel_layout if plan.video.kind == "av" else None
-    if plan.audio is not None:
-        channel_layout = probe(plan.audio.paths[0]).channel_layout or "mono"
-    copy = video_info.codec in COPY_CODECS
+    first, channel_layout = _probe_tracks(plan, options)
+    copy = first is not None and first.codec in COPY_CODECS
     reading = Reading(warnings=list(plan.warnings))
-    video_kinds = {"video", "audio"} if plan.video.kind == "av" and channel_layout else {"video"}
-    tracks: list[Iterator[Timed]] = [track_units(plan.video, video_kinds, copy, options, reading)]
-    if plan.audio is not None:
-        tracks.append(track_units(plan.audio, {"audio"}, False, options, reading))
+    counted = [TrackBytes(track.kind, track.size) for track in plan.tracks]
+    tracks: list[Iterator[Timed]] = []
+    for track, bytes_ in zip(plan.tracks, counted, strict=True):
+        if track.kind == "audio":
+            kinds = {"audio"}
+        else:  # video, or av: one recorder for both
+            kinds = {"video"} if first is not None else set()
+            if track.kind == "av" and channel_layout:
+                kinds.add("audio")
+        tracks.append(track_units(track, kinds, copy, options, reading, bytes_))
     total = max(1, plan.total_bytes)
     path = work / "encoded.ts"
-    template = _copy_template(plan.video) if copy else None
+    template = _copy_template(plan.video) if copy and plan.video is not None else None
+    video: VideoSink | None = None
     audio: AudioSink | None = None
     try:
         # MPEG-TS between the passes: every packet carries its own times and nothing is
         # indexed, where an MP4 holds an entry per packet in memory, writing and reading.
         with av.open(str(path), "w", format="mpegts") as out:
-            copy_from = template.streams.video[0] if template is not None else None
-            video = VideoSink(out, (video_info.width, video_info.height), copy_from, options)
+            if first is not None:
+                copy_from = template.streams.video[0] if template is not None else None
+                video = VideoSink(out, (first.width, first.height), copy_from, options)
             if channel_layout:
                 audio = AudioSink(out, work, channel_layout, options, reading.warnings)
             end = 0.0
@@ -94,12 +148,13 @@ def encode_take(
                 if isinstance(unit.item, av.AudioFrame):
                     if audio is not None:
                         audio.write(unit.item, unit.seconds)
-                else:
+                elif video is not None:
                     video.write(unit.item, unit.seconds)
                 end = max(end, unit.seconds)
                 if progress is not None:
-                    progress(min(1.0, reading.bytes_done / total))
-            video.close()
+                    progress(min(1.0, sum(c.read for c in counted) / total))
+            if video is not None:
+                video.close()
             if audio is not None:
                 audio.close()
     except BaseException:
@@ -109,20 +164,23 @@ def encode_take(
     finally:
         if template is not None:
             template.close()
-    if video.frames == 0:
+    if video is not None and video.frames == 0:
         raise CorruptMedia("no video frame could be decoded from the take")
+    if video is None and (audio is None or audio.samples == 0):
+        raise CorruptMedia("no audio could be decoded from the take")
     if reading.decode_errors:
         reading.warnings.append(f"{reading.decode_errors} packets could not be decoded")
-    audio_seconds = audio.samples / AUDIO_RATE if audio is not None else 0.0
+    duration = max(end, audio.samples / AUDIO_RATE if audio is not None else 0.0)
+    for bytes_ in counted:
+        _check_lost(bytes_, duration, reading.warnings)
     return EncodedTake(
         path=path,
-        duration=max(end, audio_seconds),
-        source_codec=video_info.codec,
-        video_copied=copy,
-        width=video.width,
-        height=video.height,
-        frames=video.frames,
-        dropped_frames=video.dropped,
+        duration=duration,
+        video=EncodedVideo(
+            first.codec, copy, video.width, video.height, video.frames, video.dropped
+        )
+        if video is not None and first is not None
+        else None,
         audio=audio is not None and audio.samples > 0,
         audio_path=audio.wav_path if audio is not None else None,
         speech_path=audio.speech.path if audio is not None and audio.speech else None,

@@ -7,7 +7,19 @@ corrupt file stays corrupt.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+# An absolute path in a message, as FFmpeg and the OS write them: '/tmp/w/chunks/video_3.webm'.
+_PATH = re.compile(r"'?/(?:[^/\s']+/)+([^/\s']+)'?")
+
+
+def reason(error: BaseException) -> str:
+    """What went wrong, without the local file name FFmpeg and the OS add to their
+    messages: a status record names the chunk, never this machine's paths."""
+    text = getattr(error, "strerror", None) or str(error)
+    return _PATH.sub(r"\1", text)
 
 
 class TakeError(Exception):
@@ -30,10 +42,10 @@ class BadChunks(TakeError):
     kind = "bad_chunks"
 
 
-class NoVideo(TakeError):
-    """The take has no video at all."""
+class NoMedia(TakeError):
+    """The take has neither video nor audio (a take without video is made from its audio)."""
 
-    kind = "no_video"
+    kind = "no_media"
 
 
 class CorruptMedia(TakeError):
@@ -48,19 +60,50 @@ class LimitExceeded(TakeError):
     kind = "limit_exceeded"
 
 
+class ChunkRange(NamedTuple):
+    """Chunk indices ``first`` to ``last``, both included."""
+
+    first: int
+    last: int
+
+    @property
+    def chunks(self) -> int:
+        """How many chunks the range holds."""
+        return self.last - self.first + 1
+
+    def __str__(self) -> str:
+        if self.last - self.first > 1:
+            return f"{self.first}-{self.last}"
+        return ", ".join(str(i) for i in range(self.first, self.last + 1))
+
+
 class MissingChunks(TakeError):
-    """Chunks are missing; they may still be uploading, so this one can be retried."""
+    """Chunks are missing; they may still be uploading, so this one can be retried.
+
+    ``missing`` holds, per kind, the first ``MAX_RANGES`` runs of missing indices, and
+    ``more`` how many chunks the runs left out hold: the message and the status record
+    stay small however many chunks a marker promises.
+    """
 
     kind = "missing_chunks"
     retryable = True
+    MAX_RANGES = 5
 
-    def __init__(self, missing: dict[str, list[int]]) -> None:
-        self.missing = {k: sorted(v) for k, v in missing.items() if v}
-        parts = [f"{kind} {', '.join(map(str, idx))}" for kind, idx in self.missing.items()]
+    def __init__(
+        self, missing: Mapping[str, Sequence[ChunkRange]], more: Mapping[str, int] | None = None
+    ) -> None:
+        self.missing = {k: tuple(v[: self.MAX_RANGES]) for k, v in missing.items() if v}
+        if more is None:  # else rebuilt from a pickle: ``missing`` is already cut short
+            more = {k: sum(r.chunks for r in v[self.MAX_RANGES :]) for k, v in missing.items()}
+        self.more = {kind: n for kind, n in more.items() if n}
+        parts = []
+        for kind, ranges in self.missing.items():
+            more_ = f" and {self.more[kind]} more" if kind in self.more else ""
+            parts.append(f"{kind} {', '.join(map(str, ranges))}{more_}")
         super().__init__("missing chunks: " + "; ".join(parts))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.missing,))
+        return (type(self), (self.missing, self.more))
 
 
 class TranscriptionError(TakeError):

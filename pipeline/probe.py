@@ -1,8 +1,10 @@
-"""What media holds, read from headers: a chunk's codecs, a finished file's streams, and
-which codecs this PyAV build can use."""
+"""What media holds, read from headers: a chunk's codecs, whether it holds any frame, a
+finished file's streams, and which codecs this PyAV build can use."""
 
 from __future__ import annotations
 
+import dataclasses
+import mmap
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -10,7 +12,8 @@ import av
 import av.error
 
 from pipeline.chained import container_format
-from pipeline.errors import CorruptMedia
+from pipeline.chunks import ChunkPlan, Join, Track
+from pipeline.errors import CorruptMedia, reason
 
 
 class Probe(NamedTuple):
@@ -35,7 +38,56 @@ def probe(path: Path) -> Probe:
             cc = video.codec_context
             return Probe(cc.name, cc.width, cc.height, channels)
     except av.error.FFmpegError as e:
-        raise CorruptMedia(f"{path.name} cannot be read: {e}") from e
+        raise CorruptMedia(f"{path.name} cannot be read: {reason(e)}") from e
+
+
+# Bytes that only a file holding media has: a Matroska Cluster, an MP4 fragment or media
+# box. The header-only chunk a restarted recorder leaves has none of them.
+MEDIA_MARKERS = (b"\x1f\x43\xb6\x75", b"moof", b"mdat")
+
+
+def without_debris(plan: ChunkPlan) -> ChunkPlan:
+    """The plan without the restarted chunks that hold no frame, each skipped with a
+    warning; checked before the heavy work, one packet per chunk.
+
+    A recorder restarted just before ``stop()`` uploads a last chunk that is only a header
+    (about 110 bytes, sometimes zero-padded): it adds nothing to the take. A chunk that
+    held media (a cluster or a fragment) but cannot be read fails the take, named.
+    """
+    warnings = list(plan.warnings)
+    video, audio = (_kept(t, warnings) if t is not None else None for t in (plan.video, plan.audio))
+    return ChunkPlan(video, audio, warnings)
+
+
+def _kept(track: Track, warnings: list[str]) -> Track | None:
+    if track.join is not Join.RESTARTED:
+        return track  # a split stream's later chunks are no files of their own
+    kept = []
+    for chunk in track.chunks:
+        problem = _no_frame(chunk.path)
+        if problem is None:
+            kept.append(chunk)
+        elif _held_media(chunk.path):
+            raise CorruptMedia(f"{chunk.path.name} cannot be read: {problem}")
+        else:
+            warnings.append(f"{chunk.path.name} holds no frames (a header only) and was skipped")
+    return dataclasses.replace(track, chunks=tuple(kept)) if kept else None
+
+
+def _no_frame(path: Path) -> str | None:
+    """None when the file has a packet to decode, else why not."""
+    try:
+        with av.open(str(path), format=container_format(path)) as container:
+            if any(packet.size for packet in container.demux()):
+                return None
+            return "no frames"
+    except av.error.FFmpegError as e:
+        return reason(e)
+
+
+def _held_media(path: Path) -> bool:
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return any(data.find(marker) >= 0 for marker in MEDIA_MARKERS)
 
 
 class CodecNeed(NamedTuple):

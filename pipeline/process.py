@@ -15,11 +15,39 @@ from typing import Any
 from pipeline import captions
 from pipeline.chunks import plan_take
 from pipeline.encode import encode_take
+from pipeline.errors import NoMedia
 from pipeline.mux import mux_final, remux_audio
 from pipeline.options import MediaOptions
+from pipeline.probe import without_debris
 from pipeline.transcribe import EngineName, load_engine, read_samples
 
+# Told the stage's name and the whole take's progress, from 0 to 1, never decreasing.
 Stage = Callable[[str, float], None]
+
+
+class TakeProgress:
+    """The take's progress over its stages, each weighted by its usual share of the time
+    (encoding runs at a few times real time, tiny.en transcription faster, the final
+    stream copy hundreds of times), reported through ``on_stage``; never going back."""
+
+    def __init__(self, on_stage: Stage | None, transcribe: bool) -> None:
+        weights = {"plan": 0.0, "encode": 0.6, "transcribe": 0.3, "mux": 0.1}
+        if not transcribe:
+            weights = {"plan": 0.0, "encode": 0.9, "mux": 0.1}
+        self._on_stage = on_stage
+        self._spans: dict[str, tuple[float, float]] = {}
+        start = 0.0
+        for name, weight in weights.items():
+            self._spans[name] = (start, weight)
+            start += weight
+        self.value = 0.0
+
+    def __call__(self, stage: str, fraction: float = 0.0) -> None:
+        """Report ``fraction`` (0 to 1) of ``stage`` done; "done" is the whole take."""
+        start, weight = self._spans.get(stage, (1.0, 0.0))
+        self.value = max(self.value, min(1.0, start + weight * fraction))
+        if self._on_stage is not None:
+            self._on_stage(stage, self.value)
 
 
 @dataclass(frozen=True)
@@ -37,6 +65,9 @@ class TakeOptions:
     expected_video: int | None = None
     expected_audio: int | None = None
     max_total_bytes: int | None = None
+    # The most chunks of one kind a take may have: the longest take times the chunks a
+    # second a client may send. Bounds marker counts and chunk numbers.
+    max_chunks: int | None = None
     # Written into the JSON transcript: meeting_id and take, as the original did.
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -45,7 +76,7 @@ class TakeOptions:
 class TakeResult:
     outputs: dict[str, Path]
     duration: float
-    video: dict[str, Any]
+    video: dict[str, Any] | None  # None for a take without video (the camera off)
     audio: bool
     captions: str
     language: str | None
@@ -83,11 +114,7 @@ def process_take(
     on_stage: Stage | None = None,
 ) -> TakeResult:
     """Join, encode, transcribe and mux one take; returns where each output is."""
-
-    def stage(name: str, fraction: float = 0.0) -> None:
-        if on_stage is not None:
-            on_stage(name, fraction)
-
+    stage = TakeProgress(on_stage, options.transcribe)
     timings: dict[str, float] = {}
     clock = time.monotonic()
 
@@ -105,7 +132,11 @@ def process_take(
         expected_video=options.expected_video,
         expected_audio=options.expected_audio,
         max_total_bytes=options.max_total_bytes,
+        max_chunks=options.max_chunks,
     )
+    plan = without_debris(plan)
+    if not plan.tracks:
+        raise NoMedia("the take's chunks hold no frames")
     media_options = MediaOptions(**{**asdict(options.media), "speech": options.transcribe})
     stage("encode")
     encoded = encode_take(plan, work_dir, media_options, progress=lambda f: stage("encode", f))
@@ -140,6 +171,7 @@ def process_take(
                     transcript,
                     **options.labels,
                     user_id=options.user_id,
+                    warnings=encoded.warnings,
                     timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 ),
             ),
@@ -162,16 +194,12 @@ def process_take(
     return TakeResult(
         outputs=outputs,
         duration=round(encoded.duration, 3),
-        video={
-            "source_codec": encoded.source_codec,
-            "copied": encoded.video_copied,
-            "width": encoded.width,
-            "height": encoded.height,
-            "frames": encoded.frames,
-            "dropped_frames": encoded.dropped_frames,
+        video=(
             # "layout" in the status record since the first release; it is the join.
-            "layout": plan.video.join.value if plan.video else None,
-        },
+            {**asdict(encoded.video), "layout": plan.video.join.value}
+            if encoded.video is not None and plan.video is not None
+            else None
+        ),
         audio=encoded.audio,
         captions=captions_state,
         language=language,

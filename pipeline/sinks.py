@@ -15,6 +15,7 @@ import av
 import av.error
 from av.container import OutputContainer
 
+from pipeline.errors import reason
 from pipeline.options import MediaOptions
 from pipeline.timeline import MS, Packet
 
@@ -91,7 +92,7 @@ class AudioSink:
         try:
             resampled = self.resampler.resample(frame)
         except (av.error.FFmpegError, ValueError) as e:
-            self.warnings.append(f"an audio frame could not be resampled ({e})")
+            self.warnings.append(f"an audio frame could not be resampled ({reason(e)})")
             return
         self._emit(resampled)
 

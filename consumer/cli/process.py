@@ -55,7 +55,7 @@ def process_local(take: Path, args: argparse.Namespace) -> int:
 
     def on_stage(stage: str, fraction: float) -> None:
         bar.set_description(stage)
-        bar.n = round(fraction * 100) if stage == "encode" else bar.n
+        bar.n = round(fraction * 100)  # the whole take's progress, never going back
         bar.refresh()
 
     work = Path(tempfile.mkdtemp(prefix="whisp-"))
@@ -69,11 +69,13 @@ def process_local(take: Path, args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
     bar.close()
     video = result.video
-    print(
-        f"{result.duration:.2f} s, {video['width']}x{video['height']}, "
-        f"{video['frames']} frames, video {'copied' if video['copied'] else 'encoded'}, "
-        f"captions {result.captions}"
+    picture = (
+        f"{video['width']}x{video['height']}, {video['frames']} frames, "
+        f"video {'copied' if video['copied'] else 'encoded'}"
+        if video is not None
+        else "no video"
     )
+    print(f"{result.duration:.2f} s, {picture}, captions {result.captions}")
     for role, path in result.outputs.items():
         print(f"{role:>10}  {path}")
     for warning in result.warnings:

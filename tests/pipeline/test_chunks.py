@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
@@ -10,11 +11,11 @@ import pytest
 from pipeline.chunks import (
     Join,
     missing_chunks,
-    missing_indices,
+    missing_ranges,
     parse_chunk_name,
     plan_take,
 )
-from pipeline.errors import BadChunks, LimitExceeded, MissingChunks, NoVideo
+from pipeline.errors import BadChunks, ChunkRange, LimitExceeded, MissingChunks, NoMedia
 from tests.support.takes import make_take
 
 
@@ -65,7 +66,7 @@ def test_missing_middle_chunk_is_reported(tmp_path: Path) -> None:
     (tmp_path / "video_2.webm").unlink()
     with pytest.raises(MissingChunks) as err:
         plan_take(tmp_path)
-    assert err.value.missing == {"video": [2]}
+    assert err.value.missing == {"video": (ChunkRange(2, 2),)}
     assert str(err.value) == "missing chunks: video 2"
     assert err.value.retryable
 
@@ -88,7 +89,7 @@ def test_expected_counts_find_missing_tail(tmp_path: Path) -> None:
 def test_numbering_may_start_at_one(tmp_path: Path) -> None:
     """Chunks numbered from 1 are complete."""
     make_take(tmp_path, chunks=3, duration=1.0, first_index=1)
-    assert missing_indices([1, 2, 3], 3) == []
+    assert missing_ranges([1, 2, 3], 3) == []
     plan = plan_take(tmp_path, expected_video=3)
     assert plan.video is not None and plan.video.chunks[0].index == 1
 
@@ -96,10 +97,10 @@ def test_numbering_may_start_at_one(tmp_path: Path) -> None:
 def test_missing_chunks_by_name_lists_the_video_kind_first() -> None:
     """Holes and marker counts give the missing indices per kind, av before audio."""
     assert missing_chunks({"audio": [0, 2], "av": [0, 1]}, 4, None) == {
-        "av": [2, 3],
-        "audio": [1],
+        "av": [ChunkRange(2, 3)],
+        "audio": [ChunkRange(1, 1)],
     }
-    assert missing_chunks({"video": [0], "audio": [0]}, None, 2) == {"audio": [1]}
+    assert missing_chunks({"video": [0], "audio": [0]}, None, 2) == {"audio": [ChunkRange(1, 1)]}
     assert missing_chunks({"video": [0, 1]}, 2, None) == {}
 
 
@@ -134,9 +135,16 @@ def test_kind_mixing_split_and_restarted_is_refused(tmp_path: Path) -> None:
         plan_take(tmp_path)
 
 
-def test_take_with_no_video_is_refused(tmp_path: Path) -> None:
+def test_take_without_video_is_planned_from_its_audio(tmp_path: Path) -> None:
+    """The camera off: audio chunks only."""
     make_take(tmp_path, video_codec=None, chunks=2, duration=1.0)
-    with pytest.raises(NoVideo):
+    plan = plan_take(tmp_path)
+    assert plan.video is None and plan.audio is not None and len(plan.audio.chunks) == 2
+
+
+def test_take_with_neither_video_nor_audio_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no chunks here")
+    with pytest.raises(NoMedia, match="no video or audio chunks"):
         plan_take(tmp_path)
 
 
@@ -151,3 +159,48 @@ def test_total_bytes_limit_is_checked_before_work(tmp_path: Path) -> None:
     make_take(tmp_path, chunks=2, duration=1.0)
     with pytest.raises(LimitExceeded, match="over the limit"):
         plan_take(tmp_path, max_total_bytes=1000)
+
+
+def test_missing_chunks_are_runs_worked_out_from_the_chunks_present() -> None:
+    """Holes between the indices present and up to the expected count, as runs."""
+    assert missing_ranges([0, 1, 2, 5, 6, 9], None) == [ChunkRange(3, 4), ChunkRange(7, 8)]
+    assert missing_ranges([1, 2, 5], 7) == [ChunkRange(3, 4), ChunkRange(6, 7)]
+    assert missing_ranges([], 3) == [ChunkRange(0, 2)]
+
+
+def test_a_huge_index_or_count_gives_a_short_error(tmp_path: Path) -> None:
+    """A chunk named video_10000000 or a marker promising a million chunks: a few runs,
+    a short message, a small picklable error, never a list of every missing index."""
+    make_take(tmp_path, chunks=2, duration=1.0)
+    shutil.copyfile(tmp_path / "video_1.webm", tmp_path / "video_10000000.webm")
+    with pytest.raises(MissingChunks) as err:
+        plan_take(tmp_path, expected_audio=1_000_000)
+    message = "missing chunks: video 2-9999999; audio 2-999999"
+    assert str(err.value) == message
+    again = pickle.loads(pickle.dumps(err.value))
+    assert str(again) == message and again.missing == err.value.missing
+
+
+def test_many_holes_are_capped_in_the_message() -> None:
+    """Every other chunk missing: the first runs, then how many chunks more."""
+    present = {"video": list(range(0, 40, 2))}
+    error = MissingChunks(missing_chunks(present, 40, None))
+    assert str(error) == "missing chunks: video 1, 3, 5, 7, 9 and 15 more"
+    assert len(error.missing["video"]) == MissingChunks.MAX_RANGES
+    again = pickle.loads(pickle.dumps(error))
+    assert str(again) == str(error) and again.more == {"video": 15}
+
+
+def test_counts_and_indices_past_the_limit_are_refused(tmp_path: Path) -> None:
+    """Bounded by the longest take's chunks: a permanent error, not a wait."""
+    with pytest.raises(LimitExceeded, match="expects 1000000 video chunks, over the limit"):
+        missing_chunks({"video": [0, 1]}, 1_000_000, None, max_chunks=3600)
+    with pytest.raises(LimitExceeded, match="video_10000000 is numbered past the limit"):
+        missing_chunks({"video": [0, 10_000_000]}, None, None, max_chunks=3600)
+    assert missing_chunks({"video": [1, 2, 3600]}, 3600, None, max_chunks=3600) == {
+        "video": [ChunkRange(3, 3599)]
+    }
+    make_take(tmp_path, chunks=2, duration=1.0)
+    shutil.copyfile(tmp_path / "video_1.webm", tmp_path / "video_10000000.webm")
+    with pytest.raises(LimitExceeded):
+        plan_take(tmp_path, max_chunks=3600)

@@ -34,6 +34,11 @@ def run(folder: Path, tmp: Path, **options: object) -> TakeResult:
     return process_take(folder, tmp / "out", tmp / "work", opts)
 
 
+def video_of(result: TakeResult) -> dict[str, Any]:
+    assert result.video is not None
+    return result.video
+
+
 def test_chromium_fixture_becomes_a_full_length_h264_aac_mp4(
     fixture_take: Path, tmp_path: Path
 ) -> None:
@@ -46,7 +51,7 @@ def test_chromium_fixture_becomes_a_full_length_h264_aac_mp4(
     assert info["video"].packets == 218  # the source's frames, none duplicated or lost
     assert 14.8 < duration(out) < 15.2
     assert moov_before_mdat(out)
-    assert result.video["layout"] == "split"
+    assert video_of(result)["layout"] == "split"
     assert result.outputs["audio"].name == "final_audio_u1.wav"
     assert abs(duration(result.outputs["audio"]) - 15.0) < 0.1
 
@@ -73,7 +78,7 @@ def test_layouts_keep_every_frame_and_the_length(
     # A restarted recorder pads each file's last Opus frame: up to 20 ms a chunk.
     assert abs(info["audio"].end - 3.0) <= (0.05 if layout != "restarted" else 0.02 * chunks)
     assert info["video"].pts == sorted(set(info["video"].pts))  # strictly increasing
-    assert result.video["dropped_frames"] == 0
+    assert video_of(result)["dropped_frames"] == 0
 
 
 def test_restarted_chunks_continue_instead_of_overlapping(tmp_path: Path) -> None:
@@ -125,7 +130,7 @@ def test_h264_source_is_copied_not_reencoded(tmp_path: Path) -> None:
     """Chromium's codecs=h264: the packets in the MP4 are the source's packets."""
     spec = make_take(tmp_path / "in", duration=2.0, video_codec="h264", chunks=3)
     result = run(tmp_path / "in", tmp_path)
-    assert result.video["copied"] is True
+    assert video_of(result)["copied"] is True
     whole = tmp_path / "whole.mkv"
     whole.write_bytes(b"".join((tmp_path / "in" / f"video_{i}.mkv").read_bytes() for i in range(3)))
     with av.open(str(whole)) as c:
@@ -155,7 +160,7 @@ def nal_units(packet: bytes) -> list[bytes]:
 def test_720p_take_keeps_its_size(tmp_path: Path) -> None:
     make_take(tmp_path / "in", duration=1.0, size=(1280, 720), chunks=2)
     result = run(tmp_path / "in", tmp_path)
-    assert (result.video["width"], result.video["height"]) == (1280, 720)
+    assert (video_of(result)["width"], video_of(result)["height"]) == (1280, 720)
     with av.open(str(result.outputs["video"])) as c:
         cc = c.streams.video[0].codec_context
         assert (cc.width, cc.height) == (1280, 720)

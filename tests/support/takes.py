@@ -9,6 +9,9 @@ speech samples) and cuts it like MediaRecorder does:
 - ``restarted``: a recorder restarted for every chunk, each chunk a whole file whose
   timestamps start again at 0;
 - ``av``: like ``split``, with audio and video in one recording.
+
+``add_header_only_chunk`` adds the debris a restarted recorder leaves when ``stop()``
+lands just after a restart: a last chunk with the header and tracks, and no frame.
 """
 
 from __future__ import annotations
@@ -174,6 +177,83 @@ def split_bytes(data: bytes, pieces: int, seed: int = 0) -> Iterator[bytes]:
     edges = [0, *cuts, len(data)]
     for a, b in itertools.pairwise(edges):
         yield data[a:b]
+
+
+# Matroska element IDs: the Segment, and the top-level elements a header-only chunk keeps.
+SEGMENT, INFO, TRACKS, CLUSTER = (
+    b"\x18\x53\x80\x67",
+    b"\x15\x49\xa9\x66",
+    b"\x16\x54\xae\x6b",
+    b"\x1f\x43\xb6\x75",
+)
+UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
+
+
+def _vint(data: bytes, at: int) -> tuple[int, int]:
+    """An EBML variable-length integer at ``at``: its value (marker bit cleared), length."""
+    length = 1
+    while not data[at] & (0x80 >> (length - 1)):
+        length += 1
+    value = data[at] & (0xFF >> length)
+    for byte in data[at + 1 : at + length]:
+        value = value << 8 | byte
+    return value, length
+
+
+def header_only(data: bytes) -> bytes:
+    """A whole Matroska file cut down to what Chromium uploads when a restarted recorder
+    is stopped at once: the EBML header, a Segment of unknown size, Info and Tracks."""
+    size, length = _vint(data, 4)
+    at = 4 + length + size  # past the EBML header
+    head = data[:at] + SEGMENT + UNKNOWN_SIZE
+    at += len(SEGMENT) + _vint(data, at + len(SEGMENT))[1]
+    kept = b""
+    while at < len(data) and data[at : at + 4] != CLUSTER:
+        id_length = _vint(data, at)[1]
+        size, length = _vint(data, at + id_length)
+        end = at + id_length + length + size
+        if data[at : at + 4] in (INFO, TRACKS):
+            kept += data[at:end]
+        at = end
+    return head + kept
+
+
+def resized_split_take(folder: Path, first: tuple[int, int], then: tuple[int, int]) -> None:
+    """A split video take whose header says ``first`` while its second chunk holds the
+    clusters of a recording made at ``then``: a size change the header does not tell."""
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for n, size in enumerate((first, then)):
+        path = folder / f".part{n}"
+        record(path, start=0.0, end=0.5, video_codec="vp8", audio=None, size=size)
+        parts.append(path.read_bytes())
+        path.unlink()
+    (folder / "video_0.webm").write_bytes(parts[0])
+    (folder / "video_1.webm").write_bytes(parts[1][parts[1].find(CLUSTER) :])
+
+
+def recut_evenly(folder: Path, kind: str, pieces: int) -> list[Path]:
+    """A split track's chunks cut again into ``pieces`` of equal size, so that a test
+    knows what share of the track each chunk holds."""
+    old = sorted(folder.glob(f"{kind}_*"), key=lambda p: int(p.stem.split("_")[1]))
+    data = b"".join(p.read_bytes() for p in old)
+    for path in old:
+        path.unlink()
+    step = -(-len(data) // pieces)
+    paths = [folder / f"{kind}_{i}{old[0].suffix}" for i in range(pieces)]
+    for i, path in enumerate(paths):
+        path.write_bytes(data[i * step : (i + 1) * step])
+    return paths
+
+
+def add_header_only_chunk(spec: TakeSpec, kind: str, padding: int = 0) -> Path:
+    """A header-only chunk after the take's last ``kind`` chunk, zero-padded if asked."""
+    names = [n for n in spec.chunk_names if n.startswith(kind + "_")]
+    last = max(names, key=lambda n: int(n.split("_")[1].split(".")[0]))
+    index = int(last.split("_")[1].split(".")[0]) + 1
+    path = spec.folder / f"{kind}_{index}{Path(last).suffix}"
+    path.write_bytes(header_only((spec.folder / last).read_bytes()) + bytes(padding))
+    return path
 
 
 def make_take(
