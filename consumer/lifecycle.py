@@ -131,7 +131,9 @@ class Lifecycle:
             systemd.notify(self._draining())
 
     async def _watchdog(self, interval: float) -> None:
-        """Sent from the event loop: if the loop stops turning, systemd hears nothing."""
+        """Sent from the event loop: if the loop stops turning, systemd hears nothing.
+        systemd arms the watchdog once start-up is over (READY=1); until then
+        TimeoutStartSec is the limit."""
         while True:
             systemd.notify("WATCHDOG=1")
             await asyncio.sleep(interval)

@@ -4,8 +4,13 @@ FFmpeg prints to file descriptor 2: libav through its default log callback
 (``[libx264 @ 0x...] message``) and some wrapped libraries on their own (x264 writes
 ``x264 [error]: ...`` with ``fprintf``). Raw lines in a JSON stream break it, so
 ``capture_ffmpeg_messages`` puts a pipe in place of descriptor 2 and a thread turns each
-line into a record of the ``libav`` logger; Python's own ``sys.stderr`` moves to a copy
-of the real descriptor, so the process's log lines go where they went before.
+line into a record of the ``libav`` logger (anything else written there, say by
+onnxruntime, of the ``stderr`` logger); Python's own ``sys.stderr`` moves to a copy of the
+real descriptor, so the process's log lines go where they went before.
+
+Levels: x264 names its own. libav's lines do not, and its "errors" are often what whisp
+does on purpose (reading a chunk that is a piece of a stream: "File ended prematurely"),
+so they are details at INFO: when media really is broken, the take's own error says so.
 
 PyAV could hand libav's messages to ``logging`` itself (``av.logging.set_level``), but its
 callback takes the GIL from FFmpeg's codec threads and can deadlock
@@ -23,8 +28,6 @@ import threading
 
 log = logging.getLogger("libav")
 
-# x264's own prefix names a level; libav's default callback does not (its lines come at
-# the threshold set below or above it, so they are warnings).
 X264_LINE = re.compile(r"^x264 \[(?P<level>\w+)\]: (?P<text>.*)$")
 LIBAV_LINE = re.compile(r"^\[(?P<component>[\w.-]+) @ 0x[0-9a-f]+\] (?P<text>.*)$")
 LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO}
@@ -38,16 +41,17 @@ def classify(line: str) -> tuple[str, int, str]:
         return "libav.x264", level, found["text"]
     found = LIBAV_LINE.match(line)
     if found:
-        return f"libav.{found['component']}", logging.WARNING, found["text"]
-    return "libav", logging.WARNING, line
+        return f"libav.{found['component']}", logging.INFO, found["text"]
+    return "stderr", logging.WARNING, line
 
 
 def capture_ffmpeg_messages(level: int = logging.WARNING) -> None:
-    """FFmpeg's messages at ``level`` and above become records of the ``libav`` logger."""
+    """FFmpeg's messages become log records: libav's errors, its warnings too when
+    ``level`` is DEBUG."""
     import av.logging
 
     av.logging.restore_default_callback()
-    av.logging.set_libav_level(av.logging.INFO if level <= logging.DEBUG else av.logging.WARNING)
+    av.logging.set_libav_level(av.logging.WARNING if level <= logging.DEBUG else av.logging.ERROR)
     sys.stderr.flush()
     real = os.dup(2)
     read, write = os.pipe()

@@ -120,8 +120,8 @@ def test_a_terminal_gets_the_console_view_by_default() -> None:
     [
         ("x264 [error]: invalid preset 'x'", ("libav.x264", 40, "invalid preset 'x'")),
         ("x264 [info]: profile High", ("libav.x264", 20, "profile High")),
-        ("[vp8 @ 0x55d0c0] Discarding interframe", ("libav.vp8", 30, "Discarding interframe")),
-        ("something else", ("libav", 30, "something else")),
+        ("[vp8 @ 0x55d0c0] Discarding interframe", ("libav.vp8", 20, "Discarding interframe")),
+        ("[W:onnxruntime:, x] a warning", ("stderr", 30, "[W:onnxruntime:, x] a warning")),
     ],
 )
 def test_ffmpeg_lines_are_named_and_levelled(line: str, expected: tuple[str, int, str]) -> None:
