@@ -59,7 +59,9 @@ def test_sweep_finds_a_take_whose_notification_was_lost(tmp_path: Path) -> None:
     ) as w:
         wait_for(lambda: (local_status(root) or {}).get("state") == "done", 60, "the sweep")
         w.stop()
-    assert w.events("sweep found a take without a final status")
+    (found,) = w.events("sweep found a take without a final status")
+    assert (found["meeting_id"], found["take"], found["user_id"]) == ("m1", "1", "alice")
+    assert w.events("whisp stopped")[0]["processed"] == 1  # a swept take counts too
 
 
 def test_two_consumers_sweeping_one_folder_do_the_take_once(tmp_path: Path) -> None:

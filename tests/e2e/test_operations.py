@@ -362,3 +362,22 @@ def test_sigterm_while_draining_says_so(tmp_path: Path) -> None:
     draining = [m for m in seen if "STATUS=draining: 1 take(s) running" in m]
     assert draining and draining[0].startswith("STOPPING=1")
     assert (read_status(root / STATUS) or {}).get("state") == "done"
+
+
+def test_a_clients_bad_marker_is_a_warning(tmp_path: Path) -> None:
+    """The take fails for good (the marker is wrong), but the service is fine: warning."""
+    root = tmp_path / "bucket"
+    make_take(root / TAKE, duration=0.5, chunks=1)
+    (root / TAKE / "done.json").write_text('{"skip_transcription": "false"}')
+    with whisp(local_env(root, tmp_path / "work"), tmp_path / "log") as w:
+        failed = wait_for(
+            lambda: (
+                (read_status(root / STATUS) or {}).get("state") == "failed"
+                and read_status(root / STATUS)
+            ),
+            60,
+        )
+        w.stop()
+    assert failed["error"]["kind"] == "bad_marker"
+    (line,) = w.events("take failed")
+    assert line["level"] == "warning" and line["error_kind"] == "bad_marker"

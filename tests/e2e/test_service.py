@@ -247,5 +247,7 @@ def test_malformed_messages_and_hostile_keys_are_acknowledged(
         w.stop()
     client: Any = s3()
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
-    assert w.events("key outside the layout ignored")
+    ignored = {line["key"]: line for line in w.events("key outside the layout ignored")}
+    deep = ignored["recordings/m/t/u/v/done.json"]
+    assert (deep["meeting_id"], deep["take"], deep["user_id"]) == ("m", "t", "u")
     assert not (tmp_path / "etc").exists()
