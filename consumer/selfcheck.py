@@ -104,7 +104,7 @@ async def check_pipeline(settings: Settings) -> list[Check]:
         1,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=init_worker,
-        initargs=(logs.worker_config(),),
+        initargs=(os.getpid(), logs.worker_config()),
     ) as pool:
         for name, function, args, kwargs in jobs:
             try:

@@ -34,17 +34,19 @@ class WorkerCrashed(TakeError):
 log = structlog.get_logger(__name__)
 
 
-def init_worker(log_config: dict[str, Any]) -> None:
-    """A worker process's start (and the start-up check's): logs as the service does."""
+def init_worker(parent: int, log_config: dict[str, Any]) -> None:
+    """A worker process's start (and the start-up check's): it ends with ``parent`` and
+    logs as the service does."""
+    # A service killed outright (SIGKILL, OOM) must not leave its workers behind. The
+    # parent's pid comes from the parent: one killed while this process was still
+    # starting would otherwise look like init (pid 1) here, and be waited on forever.
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     # The service drains on SIGINT/SIGTERM; workers finish their take meanwhile.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # FFmpeg's messages become log lines of the take (first: it moves sys.stderr).
     capture_ffmpeg_messages(logging.DEBUG if log_config["level"] == "DEBUG" else logging.WARNING)
     logs.configure(**log_config)
-    # A service killed outright (SIGKILL, OOM) must not leave its workers behind.
-    parent = os.getppid()
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 
 
 def _exit_with(parent: int) -> None:
@@ -95,7 +97,7 @@ class WorkerPool:
             self.size,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
-            initargs=(logs.worker_config(),),
+            initargs=(os.getpid(), logs.worker_config()),
         )
 
     async def process(
