@@ -356,7 +356,6 @@ def test_sigterm_while_draining_says_so(tmp_path: Path) -> None:
                 60,
                 "the encode",
             )
-            w.proc.send_signal(signal.SIGTERM)
             assert w.stop() == 0
         seen = notifications(sock)
     draining = [m for m in seen if "STATUS=draining: 1 take(s) running" in m]
@@ -381,3 +380,18 @@ def test_a_clients_bad_marker_is_a_warning(tmp_path: Path) -> None:
     assert failed["error"]["kind"] == "bad_marker"
     (line,) = w.events("take failed")
     assert line["level"] == "warning" and line["error_kind"] == "bad_marker"
+
+
+def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
+    """The first SIGINT drains; a second one does not wait for the running take."""
+    root = tmp_path / "bucket"
+    with whisp(local_env(root, tmp_path / "work"), tmp_path / "log") as w:
+        wait_for(lambda: w.events("whisp started"), 60, "the start")
+        make_take(root / TAKE, duration=8.0)
+        (root / TAKE / "done.json").write_text('{"language": "en"}')
+        wait_for(lambda: w.events("take started"), 60, "the take")
+        w.proc.send_signal(signal.SIGINT)
+        wait_for(lambda: w.events("stopping: no new takes; draining"), 30, "the drain")
+        assert w.stop(signal.SIGINT, timeout=10) == 1
+    assert w.events("second signal: exiting now; running takes come back to the queue")
+    assert (read_status(root / STATUS) or {}).get("state") != "done"
