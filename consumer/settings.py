@@ -10,25 +10,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Source = Literal["cloudflare", "sqs", "local"]
 # libx264's presets (x264 --fullhelp); anything else fails only when the encoder opens.
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-)
 Preset = Literal[
     "ultrafast",
     "superfast",
@@ -41,6 +29,7 @@ Preset = Literal[
     "veryslow",
     "placebo",
 ]
+X264_PRESETS: tuple[str, ...] = get_args(Preset)
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
