@@ -22,9 +22,9 @@ from typing import Any
 
 import structlog
 
-from consumer import metrics
-from consumer.backends import make_source, make_storage
+from consumer import __version__, logs, metrics
 from consumer.events import KeyLayout, TakeRef
+from consumer.health import Health
 from consumer.settings import Settings
 from consumer.sources import Message, Source, SourceUnavailable
 from consumer.storage import Storage, StorageError
@@ -58,8 +58,11 @@ def retry_delay(attempts: int, base: float) -> float:
 
 
 class Service:
-    def __init__(self, settings: Settings, storage: Storage, source: Source) -> None:
+    def __init__(
+        self, settings: Settings, storage: Storage, source: Source, health: Health | None = None
+    ) -> None:
         self.settings = settings
+        self.health = health or Health()
         self.storage = storage
         self.source = source
         self.layout = KeyLayout(settings.recordings_prefix, settings.marker_name)
@@ -91,6 +94,9 @@ class Service:
             source=self.source.name,
             owner=self.owner,
             concurrency=self.settings.concurrency,
+            version=__version__,
+            model=self.settings.whisper_model,
+            stage="startup",
         )
         sweeper = None
         if self.settings.sweep_interval > 0:
@@ -123,11 +129,13 @@ class Service:
             try:
                 messages = await self.source.receive(self.settings.cf_batch_size)
             except SourceUnavailable as e:
+                self.health.pull_failed(self.source.name, str(e))
                 delay = e.retry_after or errors.next()
                 log.warning("queue unavailable; backing off", error=str(e), delay=delay)
                 await self._wait(delay)
                 continue
             errors.reset()
+            self.health.pulled(self.source.name, getattr(self.source, "backlog", None))
             if not messages:
                 await self._wait(idle.next())
                 continue
@@ -144,7 +152,11 @@ class Service:
                 if ref is None and self.layout.split(event.key) is None:
                     if not event.key.startswith(self.layout.recordings.strip("/") + "/"):
                         continue
-                    log.warning("key outside the layout ignored", key=event.key[:300])
+                    log.warning(
+                        "key outside the layout ignored",
+                        key=event.key[:300],
+                        **logs.key_fields(event.key, self.layout.recordings),
+                    )
                 if ref is not None and ref not in refs:
                     refs.append(ref)
             if message.meta.get("unreadable"):
@@ -198,7 +210,6 @@ class Service:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-        self.processed += 1
         retry = [o for o in outcomes if not o.ack]
         try:
             if retry:
@@ -214,6 +225,7 @@ class Service:
         """Run the take job; a passing failure becomes a retry, never a crash."""
         self.active.add(ref)
         metrics.RUNNING.inc()
+        structlog.contextvars.bind_contextvars(**logs.take_fields(ref), stage="start")
         started = time.monotonic()
         state = "retry"  # what a cancelled take comes to: its message comes back
         try:
@@ -222,19 +234,20 @@ class Service:
             return outcome
         finally:
             self.active.discard(ref)
+            self.processed += 1
             metrics.RUNNING.dec()
-            metrics.TAKES.labels(state).inc()
-            metrics.TAKE_SECONDS.observe(time.monotonic() - started)
+            metrics.record_take(state, time.monotonic() - started)
+            structlog.contextvars.unbind_contextvars(*logs.TAKE_FIELDS, "stage")
 
     async def _outcome(self, ref: TakeRef, attempts: int) -> Outcome:
         try:
             return await self.job.run(ref)
         except StorageError as e:
-            log.warning("storage error; will retry", take=str(ref), error=str(e))
+            log.warning("storage error; will retry", error=str(e))
             delay = retry_delay(attempts, self.settings.retry_delay_seconds)
             return Outcome("retry", str(e), delay)
         except Exception as e:
-            log.exception("unexpected error; will retry", take=str(ref))
+            log.exception("unexpected error; will retry")
             delay = retry_delay(attempts, self.settings.retry_delay_seconds * 3)
             return Outcome("retry", f"{type(e).__name__}: {e}", delay)
 
@@ -245,7 +258,11 @@ class Service:
                 for ref in await sweep.pending(time.time()):
                     if ref in self.active or self.free <= 0 or self.stopping.is_set():
                         continue
-                    log.info("sweep found a take without a final status", take=str(ref))
+                    log.info(
+                        "sweep found a take without a final status",
+                        **logs.take_fields(ref),
+                        stage="sweep",
+                    )
                     self._spawn(self._swept(ref))
             except StorageError as e:
                 log.warning("sweep failed", error=str(e))
@@ -268,11 +285,3 @@ class Service:
         if late:
             log.warning("drain timed out; unfinished takes left for redelivery", takes=len(late))
             await asyncio.wait(late, timeout=10)
-
-
-async def serve(settings: Settings) -> None:
-    """``whisp run``: the service on the configured source and store, until signalled."""
-    metrics.serve(settings.metrics_port)
-    service = Service(settings, make_storage(settings), make_source(settings))
-    service.install_signal_handlers()
-    await service.run()

@@ -1,23 +1,44 @@
 """Every setting of the service: one pydantic-settings class, from the environment and .env.
 
-A missing or invalid setting stops start-up with one line naming it (``SettingsError``).
-Secrets are ``SecretStr``: they print as ``**********`` wherever they end up.
+Every missing or invalid setting stops start-up with one line naming it: ``load_settings``
+collects them all into one ``SettingsError`` (an operator fixes them in one go, not one
+restart at a time). Secrets are ``SecretStr``: they print as ``**********`` wherever
+they end up.
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Source = Literal["cloudflare", "sqs", "local"]
+# libx264's presets (x264 --fullhelp); anything else fails only when the encoder opens.
+Preset = Literal[
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+]
+X264_PRESETS: tuple[str, ...] = get_args(Preset)
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 class SettingsError(Exception):
-    """A setting that stops start-up; the message names it."""
+    """Settings that stop start-up: one line per problem, each naming its setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 class Settings(BaseSettings):
@@ -67,7 +88,7 @@ class Settings(BaseSettings):
     whisper_model_dir: Path | None = None
     language: str | None = None
     audio_output: Literal["wav", "m4a", "none"] = "wav"
-    video_preset: str = "veryfast"
+    video_preset: Preset = "veryfast"
     video_crf: int = Field(23, ge=0, le=51)
 
     # Limits, checked before heavy work.
@@ -77,11 +98,32 @@ class Settings(BaseSettings):
     max_total_bytes: int = Field(20 * 1024**3, gt=0)
 
     # Operation.
-    log_format: Literal["json", "console"] = "json"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    metrics_port: int | None = None
+    # LOG_FORMAT unset: a console view on a terminal, JSON lines otherwise.
+    log_format: Literal["json", "console"] | None = None
+    log_level: LogLevel = "INFO"
+    # Health (/healthz, /readyz) and /metrics; loopback only unless METRICS_HOST says.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().upper()
+            return "WARNING" if value == "WARN" else value
+        return value
+
+    @field_validator("log_format", "video_preset", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _choose_source(self) -> Settings:
@@ -97,15 +139,20 @@ class Settings(BaseSettings):
             "sqs": ["sqs_queue_url", "s3_bucket_name"],
             "local": [],
         }
-        for name in needs[self.source]:
-            if not getattr(self, name):
-                raise ValueError(f"{name.upper()} is required when SOURCE={self.source}")
+        problems = [
+            f"{name.upper()} is required when SOURCE={self.source}"
+            for name in needs[self.source]
+            if not getattr(self, name)
+        ]
         if self.source == "cloudflare" and not (
             self.s3_access_key_id and self.s3_secret_access_key
         ):
-            raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are required for R2")
+            problems.append("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are required for R2")
         if self.webhook_url and not self.webhook_secret:
-            raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
+            problems.append("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
+        if problems:
+            # One error carrying every line: pydantic stops at a model validator's first.
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -131,12 +178,38 @@ class Settings(BaseSettings):
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 
+SECRET_FIELDS = frozenset(
+    {"s3_access_key_id", "s3_secret_access_key", "cf_api_token", "webhook_secret"}
+)
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment; a bad one raises ``SettingsError`` naming it."""
+    """Settings from the environment; every bad one is a line of one ``SettingsError``."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:
-        error = e.errors()[0]
-        name = ".".join(str(p) for p in error["loc"]).upper()
-        message = str(error["msg"]).removeprefix("Value error, ")
-        raise SettingsError(f"{name}: {message}" if name else message) from None
+        problems = _problems(e)
+        bad = {str(error["loc"][0]) for error in e.errors() if error["loc"]}
+    # The checks across settings (a queue needs its token) run only once every field is
+    # valid: try again with the bad fields at their defaults, to report those too.
+    defaults = {name: Settings.model_fields[name].default for name in bad}
+    try:
+        Settings(**{**overrides, **defaults})
+    except ValidationError as e:
+        problems += [p for p in _problems(e) if p not in problems]
+    raise SettingsError(problems)
+
+
+def _problems(error: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if not name:
+            lines += message.splitlines()
+            continue
+        given = item.get("input")
+        if name not in SECRET_FIELDS and isinstance(given, str | int | float):
+            message += f" (got {str(given)[:60]!r})"
+        lines.append(f"{name.upper()}: {message}")
+    return lines

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from consumer import __version__
+from consumer import __version__, metrics
 from consumer.events import KeyLayout, TakeRef
 from consumer.lease import Lease, LeaseHeld
 from consumer.marker import MAX_MARKER_BYTES, BadMarker, MarkerOptions, parse_marker
@@ -68,16 +68,18 @@ class TakeJob:
     def layout(self) -> KeyLayout:
         return KeyLayout(self.settings.recordings_prefix, self.settings.marker_name)
 
-    async def run(self, ref: TakeRef) -> Outcome:
+    async def run(self, ref: TakeRef, force: bool = False) -> Outcome:
+        """The take's job; ``force`` runs it whatever its status says (``--force``)."""
         structlog.contextvars.bind_contextvars(
             meeting_id=ref.meeting_id, take=ref.take, user_id=ref.user_id, stage="start"
         )
-        try:
-            return await self._run(ref)
-        finally:
-            structlog.contextvars.unbind_contextvars("meeting_id", "take", "user_id", "stage")
+        log.info("take started", forced=force)
+        outcome = await self._run(ref, force)
+        # Unbound on success only: the caller's line about an error carries its stage.
+        structlog.contextvars.unbind_contextvars("meeting_id", "take", "user_id", "stage")
+        return outcome
 
-    async def _run(self, ref: TakeRef) -> Outcome:
+    async def _run(self, ref: TakeRef, force: bool) -> Outcome:
         layout = self.layout
         try:
             found = await self.storage.get_bytes(layout.marker_key(ref), MAX_MARKER_BYTES)
@@ -92,7 +94,7 @@ class TakeJob:
         fingerprint = _fingerprint(chunks, marker_etag)
         previous = await get_json(self.storage, layout.status_key(ref)) or {}
         same_input = previous.get("fingerprint", {}).get("hash") == fingerprint["hash"]
-        if same_input and previous.get("state") in ("done", "failed"):
+        if same_input and previous.get("state") in ("done", "failed") and not force:
             log.info("already processed with the same input", state=previous["state"])
             return Outcome("skipped", f"already {previous['state']}")
 
@@ -158,11 +160,14 @@ class TakeJob:
         except MissingChunks as e:
             return await self._wait_for_chunks(ref, status, e)
         except TakeError as e:
+            if e.retryable:  # the set-up's fault (a model not on disk), not the take's
+                return await self._wait_for_setup(status, e)
             return await self._fail(ref, status, e.kind, str(e))
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
+        metrics.record_pipeline(result.timings, result.duration)
         status.record.pop("progress", None)
         status.record["timings"] = {
             **result.timings,
@@ -247,8 +252,19 @@ class TakeJob:
         log.info("waiting for chunks", missing=error.missing, seconds_left=round(left))
         return Outcome("retry", str(error), delay=min(left, max(5.0, left / 4)))
 
+    async def _wait_for_setup(self, status: _Status, error: TakeError) -> Outcome:
+        """A configuration fault is never the take's permanent failure: retried, later."""
+        status.record["error"] = {"kind": error.kind, "message": str(error), "retrying": True}
+        await status.write("processing", "waiting for the set-up")
+        log.error("the set-up stops this take; will retry", error_kind=error.kind, error=str(error))
+        attempts = int(status.record.get("attempts", 1))
+        delay = self.settings.retry_delay_seconds * 2.0 ** min(attempts - 1, 10)
+        return Outcome("retry", str(error), delay=min(delay, 600.0))
+
     async def _fail(self, ref: TakeRef, status: _Status, kind: str, message: str) -> Outcome:
-        log.error("take failed", error_kind=kind, error=message)
+        # A client's bad marker is the client's problem, not the service's: a warning.
+        report = log.warning if kind == BadMarker.kind else log.error
+        report("take failed", error_kind=kind, error=message)
         status.record["error"] = {"kind": kind, "message": message}
         await self._notify(ref, status, "failed", {}, message)
         await status.write("failed", "failed")
@@ -275,6 +291,7 @@ class _Status:
         self.job = job
         self.key = job.layout.status_key(ref)
         self.started = time.time()
+        self.clock = metrics.StageClock()
         self.record: dict[str, Any] = {
             "meeting_id": ref.meeting_id,
             "take": ref.take,
@@ -289,6 +306,8 @@ class _Status:
 
     async def write(self, state: str, stage: str) -> None:
         structlog.contextvars.bind_contextvars(stage=stage)
+        if self.clock.enter(stage):
+            log.info("stage started", state=state)
         self.record.update(
             state=state,
             stage=stage,

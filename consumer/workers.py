@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -16,6 +17,10 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+import structlog
+
+from consumer import logs
+from pipeline.avlog import capture_ffmpeg_messages
 from pipeline.errors import TakeError
 from pipeline.process import TakeOptions, TakeResult, process_take
 
@@ -26,13 +31,22 @@ class WorkerCrashed(TakeError):
     kind = "worker_crashed"
 
 
-def _init_worker() -> None:
+log = structlog.get_logger(__name__)
+
+
+def init_worker(parent: int, log_config: dict[str, Any]) -> None:
+    """A worker process's start (and the start-up check's): it ends with ``parent`` and
+    logs as the service does."""
+    # A service killed outright (SIGKILL, OOM) must not leave its workers behind. The
+    # parent's pid comes from the parent: one killed while this process was still
+    # starting would otherwise look like init (pid 1) here, and be waited on forever.
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     # The service drains on SIGINT/SIGTERM; workers finish their take meanwhile.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # A service killed outright (SIGKILL, OOM) must not leave its workers behind.
-    parent = os.getppid()
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    # FFmpeg's messages become log lines of the take (first: it moves sys.stderr).
+    capture_ffmpeg_messages(logging.DEBUG if log_config["level"] == "DEBUG" else logging.WARNING)
+    logs.configure(**log_config)
 
 
 def _exit_with(parent: int) -> None:
@@ -46,15 +60,22 @@ def _process(
 ) -> TakeResult:
     """Runs in the worker: the pipeline, reporting its stage to a small local file."""
     last = 0.0
+    logs.bind_process(**options.labels, user_id=options.user_id, stage="processing")
 
     def on_stage(stage: str, fraction: float) -> None:
         nonlocal last
+        if stage != logs.process_field("stage"):
+            logs.bind_process(stage=stage)
+            log.info("stage started")
         now = time.monotonic()
         if now - last >= 1.0 or stage != "encode":
             last = now
             progress.write_text(json.dumps({"stage": stage, "progress": round(fraction, 3)}))
 
-    return process_take(chunk_dir, out_dir, work_dir, options, on_stage)
+    try:
+        return process_take(chunk_dir, out_dir, work_dir, options, on_stage)
+    finally:
+        logs.clear_process()
 
 
 def read_progress(progress: Path) -> dict[str, Any] | None:
@@ -73,7 +94,10 @@ class WorkerPool:
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            self.size, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            self.size,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_worker,
+            initargs=(os.getpid(), logs.worker_config()),
         )
 
     async def process(

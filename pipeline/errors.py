@@ -107,6 +107,8 @@ class MissingChunks(TakeError):
 
 
 class TranscriptionError(TakeError):
-    """The Whisper model could not be found or loaded."""
+    """The Whisper model could not be found or loaded: a fault of the set-up, not of the
+    take, so trying again (once the model is in place) can help."""
 
     kind = "transcription"
+    retryable = True

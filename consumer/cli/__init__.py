@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from consumer import __version__, logs
-from consumer.settings import Settings, SettingsError, load_settings
+from consumer.settings import X264_PRESETS, Settings, SettingsError, load_settings
 
 
 def _settings() -> Settings:
@@ -23,10 +24,9 @@ def _settings() -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from consumer.service import serve
+    from consumer.lifecycle import serve
 
-    asyncio.run(serve(_settings()))
-    return 0
+    return asyncio.run(serve(_settings()))
 
 
 def cmd_process(args: argparse.Namespace) -> int:
@@ -34,6 +34,16 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     take = Path(args.take)
     if take.is_dir():
+        if args.force:
+            print("whisp: --force applies to a take in the bucket only", file=sys.stderr)
+            return 2
+        if args.preset is not None and args.preset not in X264_PRESETS:
+            print(
+                f"whisp: --preset {args.preset}: not a libx264 preset "
+                f"(one of {', '.join(X264_PRESETS)})",
+                file=sys.stderr,
+            )
+            return 2
         return process_local(take, args)
     given = [flag for flag, dest in LOCAL_ONLY.items() if getattr(args, dest) is not None]
     if given:
@@ -43,7 +53,7 @@ def cmd_process(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return asyncio.run(process_remote(_settings(), args.take))
+    return asyncio.run(process_remote(_settings(), args.take, force=args.force))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -52,7 +62,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except SettingsError as e:
-        print(f"FAIL  settings: {e}")
+        for problem in e.problems:
+            print(f"FAIL  settings: {problem}", flush=True)
         return 2
     return asyncio.run(doctor(settings))
 
@@ -81,7 +92,15 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--language", help="spoken language (default: detected)")
     pr.add_argument("--video-chunks", type=int, help="expected number of video chunks")
     pr.add_argument("--audio-chunks", type=int, help="expected number of audio chunks")
-    sub.add_parser("doctor", help="check settings, bucket, queue, codecs and the model")
+    pr.add_argument(
+        "--force",
+        action="store_true",
+        help="a take in the bucket: run it whatever its status says (done, failed)",
+    )
+    sub.add_parser(
+        "doctor",
+        help="check settings, folders, bucket, queue, codecs, encoder and model; changes nothing",
+    )
     d = sub.add_parser("demo", help="run the service end to end on a local folder")
     d.add_argument("--folder", default="demo", help="where the demo's bucket lives")
     d.add_argument("--timeout", type=float, default=300.0)
@@ -101,7 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except SettingsError as e:
-        print(f"whisp: setting {e}", file=sys.stderr)
+        for problem in e.problems:
+            print(f"whisp: setting {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``whisp doctor | head -3``): not an error worth a
+        # traceback. Point stdout at /dev/null so the exit's flush does not fail again.
+        # https://docs.python.org/3/library/signal.html#note-on-sigpipe
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141

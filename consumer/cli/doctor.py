@@ -1,54 +1,61 @@
-"""``whisp doctor``: checks settings, bucket and queue access, codecs and the model, and
-says what is wrong, one line each. Changes nothing (the queue check acks no message)."""
+"""``whisp doctor``: the start-up self-check of ``whisp run`` (``consumer.selfcheck``) and
+the codecs, one line each, failures first-word ``FAIL``; it names the bucket and the queue
+it asked. Changes nothing: no folder made, no object written, no message acknowledged.
+
+Exit status as ``whisp run``'s start-up: 2 for a fault of this machine's set-up, 1 when
+only the bucket or the queue failed, 0 when all is well.
+"""
 
 from __future__ import annotations
 
-import asyncio
-
 from consumer.backends import make_source, make_storage
+from consumer.selfcheck import (
+    Check,
+    bucket_address,
+    check_bucket,
+    check_folders,
+    check_pipeline,
+    check_queue,
+    exit_status,
+    queue_address,
+)
 from consumer.settings import Settings
 from pipeline.probe import codec_support
 
 
 async def doctor(settings: Settings) -> int:
-    problems = 0
+    checks: list[Check] = []
 
-    def report(ok: bool, what: str, detail: str) -> None:
-        nonlocal problems
-        problems += not ok
-        print(f"{'ok  ' if ok else 'FAIL'}  {what}: {detail}")
+    def report(*found: Check) -> None:
+        for check in found:
+            checks.append(check)
+            print(check.line(), flush=True)  # a line at a time: some checks take seconds
 
-    report(True, "settings", f"source={settings.source}, concurrency={settings.concurrency}")
-    storage = make_storage(settings)
-    try:
-        found = await storage.list_objects(settings.recordings_prefix.strip("/") + "/")
-        report(True, "bucket", f"listed {len(found)} objects under {settings.recordings_prefix}/")
-    except Exception as e:
-        report(False, "bucket", str(e))
-    finally:
-        await storage.close()
-    source = make_source(settings)
-    try:
-        await source.check()
-        report(True, "queue", settings.source or "")
-    except Exception as e:
-        report(False, "queue", str(e))
-    finally:
-        await source.close()
-    for name, action, error in codec_support():
-        report(error is None, "codec", f"{name}: {error}" if error else f"{name} ({action})")
-    try:
-        from pipeline.transcribe import load_engine
-
-        await asyncio.to_thread(
-            load_engine,
-            settings.whisper_engine,
-            settings.whisper_model,
-            device=settings.whisper_device,
-            model_dir=settings.whisper_model_dir,
+    report(
+        Check("settings", f"source={settings.source}, concurrency={settings.concurrency}"),
+        *check_folders(settings),
+    )
+    root = settings.local_root.expanduser().absolute()
+    if settings.source == "local" and not root.is_dir():
+        # Making the storage would make the folder: say what ``whisp run`` will do instead.
+        report(
+            Check("bucket", f"{bucket_address(settings)} is not there yet; whisp run makes it"),
+            Check("queue", f"{queue_address(settings)}: nothing to check before it exists"),
         )
-        report(True, "model", f"{settings.whisper_engine} {settings.whisper_model} loads")
-    except Exception as e:
-        report(False, "model", str(e))
-    print("all good" if not problems else f"{problems} problem(s)")
-    return 1 if problems else 0
+    else:
+        storage = make_storage(settings)
+        try:
+            report(await check_bucket(settings, storage))
+        finally:
+            await storage.close()
+        source = make_source(settings)
+        try:
+            report(await check_queue(settings, source))
+        finally:
+            await source.close()
+    for name, action, error in codec_support():
+        report(Check("codec", f"{name}: {error}" if error else f"{name} ({action})", error is None))
+    report(*await check_pipeline(settings))
+    failed = sum(not c.ok for c in checks)
+    print("all good" if not failed else f"{failed} problem(s)", flush=True)
+    return exit_status(checks)

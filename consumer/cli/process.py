@@ -83,8 +83,9 @@ def process_local(take: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-async def process_remote(settings: Settings, prefix: str) -> int:
-    """Process a take in the bucket through the service's own job (lease and status)."""
+async def process_remote(settings: Settings, prefix: str, force: bool = False) -> int:
+    """Process a take in the bucket through the service's own job (lease and status);
+    ``force`` runs it even when its status says it is done or failed."""
     from consumer.backends import make_storage
     from consumer.storage import StorageError
     from consumer.take import TakeJob
@@ -103,7 +104,7 @@ async def process_remote(settings: Settings, prefix: str) -> int:
     workers = WorkerPool(1)
     job = TakeJob(settings, storage, workers, owner=f"whisp-process-{uuid.uuid4().hex[:6]}")
     try:
-        outcome = await job.run(ref)
+        outcome = await job.run(ref, force=force)
     except StorageError as e:
         print(f"whisp: {ref}: the bucket failed: {e}", file=sys.stderr)
         return 1

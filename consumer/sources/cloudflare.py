@@ -60,6 +60,7 @@ class CloudflareQueue:
         self.batch_size = batch_size
         self.visibility_timeout_ms = visibility_timeout_ms
         self._session: aiohttp.ClientSession | None = None
+        self.backlog: int | None = None  # the queue's backlog as the last pull reported it
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         if self._session is None:
@@ -97,6 +98,8 @@ class CloudflareQueue:
             },
         )
         raw = result.get("messages") if isinstance(result, dict) else result
+        backlog = result.get("message_backlog_count") if isinstance(result, dict) else None
+        self.backlog = backlog if isinstance(backlog, int) else None  # for the metrics
         messages = []
         for item in raw if isinstance(raw, list) else []:
             if not isinstance(item, dict) or not isinstance(item.get("lease_id"), str):

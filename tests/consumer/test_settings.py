@@ -1,4 +1,5 @@
-"""Settings: defaults that run locally, one clear line for a bad value, secrets hidden."""
+"""Settings: defaults that run locally, one clear line per bad value (all of them),
+secrets hidden."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from consumer.settings import SettingsError, load_settings
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
-    for name in ("SOURCE", "CF_QUEUE_ID", "SQS_QUEUE_URL", "WEBHOOK_URL"):
+    for name in (
+        "SOURCE",
+        "CF_QUEUE_ID",
+        "SQS_QUEUE_URL",
+        "WEBHOOK_URL",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "METRICS_PORT",
+        "VIDEO_PRESET",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -51,3 +61,66 @@ def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
         None, "info", {"event": "url https://x?t=cf-token-456789", "n": ["very-secret-key-123"]}
     )
     assert "cf-token-456789" not in str(event) and "very-secret-key-123" not in str(event)
+
+
+def test_every_bad_setting_is_reported_once_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Field errors and the checks across settings, all in one go: one line each."""
+    monkeypatch.setenv("METRICS_PORT", "99999")
+    monkeypatch.setenv("LOG_LEVEL", "loud")
+    monkeypatch.setenv("VIDEO_PRESET", "nosuch")
+    monkeypatch.setenv("SOURCE", "cloudflare")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    problems = caught.value.problems
+    assert str(caught.value).splitlines() == problems
+    assert [p.split(":")[0].split()[0] for p in problems] == [
+        "VIDEO_PRESET",
+        "LOG_LEVEL",
+        "METRICS_PORT",
+        "CF_QUEUE_ID",
+        "CF_API_TOKEN",
+        "ACCOUNT_ID",
+        "S3_BUCKET_NAME",
+        "S3_ACCESS_KEY_ID",
+    ]
+    assert "METRICS_PORT: Input should be less than or equal to 65535 (got '99999')" in problems
+
+
+@pytest.mark.parametrize(
+    ("given", "level"),
+    [("info", "INFO"), ("debug", "DEBUG"), ("Warning", "WARNING"), ("warn", "WARNING")],
+)
+def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch, given: str, level: str) -> None:
+    monkeypatch.setenv("LOG_LEVEL", given)
+    assert load_settings().log_level == level
+
+
+@pytest.mark.parametrize(("name", "value"), [("METRICS_PORT", "0"), ("METRICS_PORT", "65536")])
+def test_metrics_port_is_a_port(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=rf"^{name}: "):
+        load_settings()
+
+
+def test_metrics_default_to_off_and_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRICS_PORT", "")
+    settings = load_settings()
+    assert settings.metrics_port is None and settings.metrics_host == "127.0.0.1"
+    monkeypatch.setenv("METRICS_PORT", "9100")
+    assert load_settings().metrics_port == 9100
+
+
+def test_video_preset_is_one_of_libx264s(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDEO_PRESET", "Medium")
+    assert load_settings().video_preset == "medium"
+    monkeypatch.setenv("VIDEO_PRESET", "fastest")
+    with pytest.raises(SettingsError, match=r"^VIDEO_PRESET: .*'ultrafast'.*\(got 'fastest'\)$"):
+        load_settings()
+
+
+def test_an_empty_webhook_secret_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_URL", "https://example.invalid/{take}")
+    monkeypatch.setenv("WEBHOOK_SECRET", "")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.problems == ["WEBHOOK_SECRET is required when WEBHOOK_URL is set"]

@@ -3,7 +3,6 @@ and ``make demo``: each end to end through ``whisp run`` as a subprocess."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import urllib.request
@@ -13,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.support.harness import env_for, status, upload, wait_for, whisp
+from tests.support.harness import env_for, local_env, read_status, status, upload, wait_for, whisp
 from tests.support.paths import ROOT
 from tests.support.s3 import free_port, s3
 from tests.support.takes import make_take
@@ -23,20 +22,8 @@ TAKE = Path("recordings/m1/1/alice")
 STATUS = "recordings/m1/1/status_alice.json"
 
 
-def local_env(root: Path, work: Path, **extra: object) -> dict[str, str]:
-    env = env_for(None, "unused", work, **extra)
-    for name in ("SOURCE", "CF_QUEUE_ID", "CF_API_TOKEN", "ACCOUNT_ID"):
-        env.pop(name, None)
-    env["LOCAL_ROOT"] = str(root)
-    return env
-
-
 def local_status(root: Path) -> dict[str, Any] | None:
-    path = root / STATUS
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return None
+    return read_status(root / STATUS)
 
 
 def test_local_folder_marker_is_the_event(tmp_path: Path) -> None:
@@ -55,8 +42,8 @@ def test_local_folder_marker_is_the_event(tmp_path: Path) -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         )
         w.stop()
-    assert 'whisp_takes_total{state="done"} 1.0' in metrics
-    assert "whisp_take_seconds_count 1.0" in metrics
+    assert 'whisp_takes_total{outcome="done"} 1.0' in metrics
+    assert 'whisp_take_seconds_count{outcome="done"} 1.0' in metrics
     assert done["outputs"]["video"]["key"] == "recordings/m1/1/final_video_alice.mp4"
     assert (root / "recordings/m1/1/final_video_alice.mp4").stat().st_size > 1000
     assert w.lines()[0]["source"] == "local"
@@ -72,7 +59,9 @@ def test_sweep_finds_a_take_whose_notification_was_lost(tmp_path: Path) -> None:
     ) as w:
         wait_for(lambda: (local_status(root) or {}).get("state") == "done", 60, "the sweep")
         w.stop()
-    assert w.events("sweep found a take without a final status")
+    (found,) = w.events("sweep found a take without a final status")
+    assert (found["meeting_id"], found["take"], found["user_id"]) == ("m1", "1", "alice")
+    assert w.events("whisp stopped")[0]["processed"] == 1  # a swept take counts too
 
 
 def test_two_consumers_sweeping_one_folder_do_the_take_once(tmp_path: Path) -> None:

@@ -180,11 +180,15 @@ def test_corrupt_take_fails_permanently_and_the_service_goes_on(
 def test_retryable_failure_ends_in_the_dead_letter_queue(
     emulator: QueueEmulator, bucket: str, tmp_path: Path
 ) -> None:
-    """The bucket cannot be read: retried with backoff up to max_retries, then dead-lettered."""
+    """The bucket goes away after start-up (which checks it): the take is retried with
+    backoff up to max_retries, then dead-lettered."""
     emulator.create_queue(QUEUE, max_retries=2, dead_letter="dlq")
-    emulator.send(QUEUE, r2_event(PREFIX + "done.json"))
-    env = env_for(emulator, "no-such-bucket", tmp_path / "work")
+    env = env_for(emulator, bucket, tmp_path / "work")
     with whisp(env, tmp_path / "log") as w:
+        wait_for(lambda: w.events("whisp started"), 60, "the start")
+        client: Any = s3()
+        client.delete_bucket(Bucket=bucket)
+        emulator.send(QUEUE, r2_event(PREFIX + "done.json"))
         wait_for(lambda: emulator.backlog("dlq") == 1, 60, "the dead letter")
         w.stop()
     assert emulator.backlog(QUEUE) == 0
@@ -243,5 +247,7 @@ def test_malformed_messages_and_hostile_keys_are_acknowledged(
         w.stop()
     client: Any = s3()
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
-    assert w.events("key outside the layout ignored")
+    ignored = {line["key"]: line for line in w.events("key outside the layout ignored")}
+    deep = ignored["recordings/m/t/u/v/done.json"]
+    assert (deep["meeting_id"], deep["take"], deep["user_id"]) == ("m", "t", "u")
     assert not (tmp_path / "etc").exists()

@@ -49,6 +49,23 @@ def env_for(
     return env
 
 
+def local_env(root: Path, work: Path, **extra: object) -> dict[str, str]:
+    """``env_for`` with no queue and no bucket: the local folder ``root`` is both."""
+    env = env_for(None, "unused", work, **extra)
+    for name in ("SOURCE", "CF_QUEUE_ID", "CF_API_TOKEN", "ACCOUNT_ID"):
+        env.pop(name, None)
+    env["LOCAL_ROOT"] = str(root)
+    return env
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    """A status record in a local folder, or None while it is not there (or half written)."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
 class Whisp:
     """One ``whisp run`` process; its log lines are kept for assertions."""
 
