@@ -307,7 +307,7 @@ def bench_queue(count: int) -> None:
     from consumer.service import Service
     from consumer.settings import load_settings
     from consumer.sources.cloudflare import CloudflareQueue
-    from consumer.storage import LocalStorage
+    from consumer.storage.local import LocalStorage
     from tests.support.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
 
     queue_id = "b" * 32
@@ -350,7 +350,7 @@ def bench_latency() -> None:
     from consumer.service import Service
     from consumer.settings import load_settings
     from consumer.sources.local import LocalFolder
-    from consumer.storage import LocalStorage
+    from consumer.storage.local import LocalStorage
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "bucket"

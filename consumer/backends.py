@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 
 def make_storage(settings: Settings) -> Storage:
     """The local folder for ``SOURCE=local``, else the S3-compatible bucket."""
-    from consumer.storage import LocalStorage, S3Storage
-
     if settings.source == "local":
+        from consumer.storage.local import LocalStorage
+
         return LocalStorage(settings.local_root)
+    from consumer.storage.s3 import S3Storage
+
     assert settings.s3_bucket_name is not None
     key, secret = settings.s3_access_key_id, settings.s3_secret_access_key
     return S3Storage(

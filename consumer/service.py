@@ -24,10 +24,11 @@ import structlog
 
 from consumer import metrics
 from consumer.backends import make_source, make_storage
+from consumer.errors import SourceUnavailable, StorageError
 from consumer.events import KeyLayout, TakeRef
 from consumer.settings import Settings
-from consumer.sources import Message, Source, SourceUnavailable
-from consumer.storage import Storage, StorageError
+from consumer.sources import Message, Source
+from consumer.storage import Storage
 from consumer.sweep import Sweep
 from consumer.take import Outcome, TakeJob
 from consumer.webhook import Notifier

@@ -22,17 +22,12 @@ from typing import Any
 import structlog
 
 from consumer import __version__
+from consumer.errors import BadMarker, LeaseHeld, ObjectTooLarge, StorageError
 from consumer.events import KeyLayout, TakeRef
-from consumer.lease import Lease, LeaseHeld
-from consumer.marker import MAX_MARKER_BYTES, BadMarker, MarkerOptions, parse_marker
+from consumer.lease import Lease
+from consumer.marker import MAX_MARKER_BYTES, MarkerOptions, parse_marker
 from consumer.settings import Settings
-from consumer.storage import (
-    ObjectInfo,
-    Storage,
-    StorageError,
-    content_type,
-    get_json,
-)
+from consumer.storage import ObjectInfo, Storage, content_type, get_json
 from consumer.webhook import Notifier
 from consumer.workers import WorkerPool, read_progress
 from pipeline.chunks import missing_chunks, parse_chunk_name
@@ -79,10 +74,12 @@ class TakeJob:
 
     async def _run(self, ref: TakeRef) -> Outcome:
         layout = self.layout
+        found: tuple[bytes | BadMarker, str] | None
         try:
             found = await self.storage.get_bytes(layout.marker_key(ref), MAX_MARKER_BYTES)
-        except ValueError:
-            found = (b"x" * (MAX_MARKER_BYTES + 1), "")
+        except ObjectTooLarge:
+            # Refused unread: the take fails as a bad marker once its lease is held.
+            found = BadMarker(f"marker is over {MAX_MARKER_BYTES} bytes"), ""
         if found is None:
             log.info("marker gone; nothing to do")
             return Outcome("skipped", "marker gone")
@@ -110,28 +107,51 @@ class TakeJob:
             await lease.release()
 
     async def _work(
-        self, ref: TakeRef, status: _Status, marker_body: bytes, chunks: list[ObjectInfo]
+        self,
+        ref: TakeRef,
+        status: _Status,
+        marker_body: bytes | BadMarker,
+        chunks: list[ObjectInfo],
     ) -> Outcome:
+        """Every take error ends here, in one branch: retried while it may pass (chunks
+        still arriving), else the take fails with the error's kind and message."""
         try:
-            options = parse_marker(marker_body)
-        except BadMarker as e:
-            return await self._fail(ref, status, BadMarker.kind, str(e))
+            return await self._checked(ref, status, marker_body, chunks)
+        except TakeError as e:
+            if e.retryable:
+                return await self._retry_later(ref, status, e)
+            return await self._fail(ref, status, e.kind, str(e))
+
+    async def _checked(
+        self,
+        ref: TakeRef,
+        status: _Status,
+        marker_body: bytes | BadMarker,
+        chunks: list[ObjectInfo],
+    ) -> Outcome:
+        if isinstance(marker_body, BadMarker):
+            raise marker_body
+        options = parse_marker(marker_body)
         await status.write("processing", "checking")
         missing = _missing(chunks, options)
         if missing:
-            return await self._wait_for_chunks(ref, status, MissingChunks(missing))
+            raise MissingChunks(missing)
         work = self.settings.work_dir / f"{self.owner}-{uuid.uuid4().hex[:8]}"
         (work / "chunks").mkdir(parents=True)
         (work / "out").mkdir()
-        outcome: Outcome | None = None
+        keep = True
         try:
             outcome = await self._make(ref, status, options, chunks, work)
+            keep = False
             return outcome
+        except TakeError as e:
+            keep = e.retryable
+            raise
         finally:
             structlog.contextvars.bind_contextvars(stage="end")
             # Local files stay until every upload succeeded (or the take failed for good):
             # an interrupted or retried attempt keeps them for inspection.
-            if outcome is not None and outcome.state in ("done", "failed") and options.cleanup:
+            if not keep and options.cleanup:
                 shutil.rmtree(work, ignore_errors=True)
 
     async def _make(
@@ -155,10 +175,6 @@ class TakeJob:
             result = await self.workers.process(
                 chunk_dir, out_dir, work / "tmp", self._options(ref, options), progress
             )
-        except MissingChunks as e:
-            return await self._wait_for_chunks(ref, status, e)
-        except TakeError as e:
-            return await self._fail(ref, status, e.kind, str(e))
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -234,9 +250,9 @@ class TakeJob:
             labels={"meeting_id": ref.meeting_id, "take": ref.take},
         )
 
-    async def _wait_for_chunks(
-        self, ref: TakeRef, status: _Status, error: MissingChunks
-    ) -> Outcome:
+    async def _retry_later(self, ref: TakeRef, status: _Status, error: TakeError) -> Outcome:
+        """A take error that may pass (chunks still arriving): retried until
+        ``CHUNK_WAIT_SECONDS`` runs out, then a failure like any other."""
         waiting_since = float(status.record.get("waiting_since") or time.time())
         status.record["waiting_since"] = waiting_since
         left = waiting_since + self.settings.chunk_wait_seconds - time.time()
@@ -244,7 +260,7 @@ class TakeJob:
             return await self._fail(ref, status, error.kind, str(error))
         status.record["error"] = {"kind": error.kind, "message": str(error), "retrying": True}
         await status.write("processing", "waiting for chunks")
-        log.info("waiting for chunks", missing=error.missing, seconds_left=round(left))
+        log.info("waiting for chunks", error=str(error), seconds_left=round(left))
         return Outcome("retry", str(error), delay=min(left, max(5.0, left / 4)))
 
     async def _fail(self, ref: TakeRef, status: _Status, kind: str, message: str) -> Outcome:

@@ -16,14 +16,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import TakeError
+from consumer.errors import WorkerCrashed
 from pipeline.process import TakeOptions, TakeResult, process_take
-
-
-class WorkerCrashed(TakeError):
-    """The worker process died while processing the take (a codec crash, memory)."""
-
-    kind = "worker_crashed"
 
 
 def _init_worker() -> None:

@@ -84,7 +84,7 @@ def process_local(take: Path, args: argparse.Namespace) -> int:
 async def process_remote(settings: Settings, prefix: str) -> int:
     """Process a take in the bucket through the service's own job (lease and status)."""
     from consumer.backends import make_storage
-    from consumer.storage import StorageError
+    from consumer.errors import StorageError
     from consumer.take import TakeJob
     from consumer.workers import WorkerPool
 

@@ -14,14 +14,6 @@ from typing import Any, Protocol
 from consumer.events import ObjectEvent
 
 
-class SourceUnavailable(Exception):
-    """The queue cannot be read right now (429, 5xx, network): back off and try again."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 @dataclass
 class Message:
     id: str

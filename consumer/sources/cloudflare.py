@@ -16,8 +16,9 @@ from typing import Any
 
 import aiohttp
 
+from consumer.errors import SourceUnavailable
 from consumer.events import parse_r2
-from consumer.sources import Message, SourceUnavailable
+from consumer.sources import Message
 
 ACK_BATCH = 100
 

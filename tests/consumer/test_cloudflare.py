@@ -9,7 +9,7 @@ import json
 import aiohttp
 import pytest
 
-from consumer.sources import SourceUnavailable
+from consumer.errors import SourceUnavailable
 from consumer.sources.cloudflare import CloudflareQueue
 from tests.support.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
 

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from consumer.errors import BadMarker
 from consumer.events import KeyLayout, TakeRef, parse_r2, parse_s3
-from consumer.marker import BadMarker, parse_marker
+from consumer.marker import parse_marker
 from consumer.sources.cloudflare import decode_body
 from tests.support.cfqueue import r2_event
 
