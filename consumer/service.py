@@ -26,6 +26,7 @@ from consumer import metrics
 from consumer.backends import make_source, make_storage
 from consumer.errors import SourceUnavailable, StorageError
 from consumer.events import KeyLayout, TakeRef
+from consumer.retry import idle_poll_delay, source_error_delay, take_retry_delay
 from consumer.settings import Settings
 from consumer.sources import Message, Source
 from consumer.storage import Storage
@@ -35,27 +36,6 @@ from consumer.webhook import Notifier
 from consumer.workers import WorkerPool
 
 log = structlog.get_logger(__name__)
-
-
-class Backoff:
-    """Exponential delays between ``low`` and ``high``; reset on success."""
-
-    def __init__(self, low: float, high: float) -> None:
-        self.low: float = low
-        self.high: float = high
-        self.current = 0.0
-
-    def next(self) -> float:
-        self.current = float(min(self.high, max(self.low, self.current * 2)))
-        return self.current
-
-    def reset(self) -> None:
-        self.current = 0.0
-
-
-def retry_delay(attempts: int, base: float) -> float:
-    """The delay before a take that failed for a passing reason is tried again."""
-    return float(min(3600.0, base * 2.0 ** max(0, attempts - 1)))
 
 
 class Service:
@@ -114,8 +94,7 @@ class Service:
         return self.settings.concurrency - len(self.tasks)
 
     async def _pull_loop(self) -> None:
-        idle = Backoff(0.05, self.settings.poll_interval_seconds)
-        errors = Backoff(1.0, 60.0)
+        empty_polls = failures = 0
         while not self.stopping.is_set():
             self._dispatch()
             if self.pending and self.free <= 0:
@@ -124,15 +103,17 @@ class Service:
             try:
                 messages = await self.source.receive(self.settings.cf_batch_size)
             except SourceUnavailable as e:
-                delay = e.retry_after or errors.next()
+                failures += 1
+                delay = e.retry_after or source_error_delay(failures)
                 log.warning("queue unavailable; backing off", error=str(e), delay=delay)
                 await self._wait(delay)
                 continue
-            errors.reset()
+            failures = 0
             if not messages:
-                await self._wait(idle.next())
+                empty_polls += 1
+                await self._wait(idle_poll_delay(empty_polls, self.settings.poll_interval_seconds))
                 continue
-            idle.reset()
+            empty_polls = 0
             await self._sort(messages)
 
     async def _sort(self, messages: list[Message]) -> None:
@@ -232,11 +213,11 @@ class Service:
             return await self.job.run(ref)
         except StorageError as e:
             log.warning("storage error; will retry", take=str(ref), error=str(e))
-            delay = retry_delay(attempts, self.settings.retry_delay_seconds)
+            delay = take_retry_delay(attempts, self.settings.retry_delay_seconds)
             return Outcome("retry", str(e), delay)
         except Exception as e:
             log.exception("unexpected error; will retry", take=str(ref))
-            delay = retry_delay(attempts, self.settings.retry_delay_seconds * 3)
+            delay = take_retry_delay(attempts, self.settings.retry_delay_seconds, unexpected=True)
             return Outcome("retry", f"{type(e).__name__}: {e}", delay)
 
     async def _sweep_loop(self) -> None:

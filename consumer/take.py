@@ -26,6 +26,7 @@ from consumer.errors import BadMarker, LeaseHeld, ObjectTooLarge, StorageError
 from consumer.events import KeyLayout, TakeRef
 from consumer.lease import Lease
 from consumer.marker import MAX_MARKER_BYTES, MarkerOptions, parse_marker
+from consumer.retry import chunk_wait_delay, lease_wait_delay
 from consumer.settings import Settings
 from consumer.storage import ObjectInfo, Storage, content_type, get_json
 from consumer.webhook import Notifier
@@ -98,7 +99,7 @@ class TakeJob:
             await lease.acquire()
         except LeaseHeld as e:
             log.info("take is being processed elsewhere", reason=str(e))
-            return Outcome("retry", str(e), delay=min(max(e.seconds_left, 5.0), 300.0))
+            return Outcome("retry", str(e), delay=lease_wait_delay(e.seconds_left))
         lease.keep_renewed()
         status = _Status(self, ref, fingerprint, previous if same_input else {})
         try:
@@ -261,7 +262,7 @@ class TakeJob:
         status.record["error"] = {"kind": error.kind, "message": str(error), "retrying": True}
         await status.write("processing", "waiting for chunks")
         log.info("waiting for chunks", error=str(error), seconds_left=round(left))
-        return Outcome("retry", str(error), delay=min(left, max(5.0, left / 4)))
+        return Outcome("retry", str(error), delay=chunk_wait_delay(left))
 
     async def _fail(self, ref: TakeRef, status: _Status, kind: str, message: str) -> Outcome:
         log.error("take failed", error_kind=kind, error=message)

@@ -18,6 +18,7 @@ import aiohttp
 
 from consumer.errors import SourceUnavailable
 from consumer.events import parse_r2
+from consumer.retry import SOURCE_REFUSED_WAIT
 from consumer.sources import Message
 
 ACK_BATCH = 100
@@ -86,7 +87,9 @@ class CloudflareQueue:
             raise SourceUnavailable(f"queue {path}: HTTP {status} {detail}".strip(), delay)
         if status >= 300 or not isinstance(data, dict) or data.get("success") is False:
             # 403 (token), 404 (queue): nothing works until fixed; the service backs off.
-            raise SourceUnavailable(f"queue {path}: HTTP {status} {detail}".strip(), 30.0)
+            raise SourceUnavailable(
+                f"queue {path}: HTTP {status} {detail}".strip(), SOURCE_REFUSED_WAIT
+            )
         return data.get("result")
 
     async def receive(self, max_messages: int) -> list[Message]:
