@@ -25,7 +25,7 @@ import structlog
 from consumer import metrics
 from consumer.backends import make_source, make_storage
 from consumer.errors import SourceUnavailable, StorageError
-from consumer.events import KeyLayout, TakeRef
+from consumer.keys import KeyLayout, TakeRef
 from consumer.retry import idle_poll_delay, source_error_delay, take_retry_delay
 from consumer.settings import Settings
 from consumer.sources import Message, Source
@@ -43,13 +43,13 @@ class Service:
         self.settings = settings
         self.storage = storage
         self.source = source
-        self.layout = KeyLayout(settings.recordings_prefix, settings.marker_name)
+        self.keys = KeyLayout(settings.recordings_prefix, settings.marker_name)
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.workers = WorkerPool(settings.concurrency)
         notifier = None
         if settings.webhook_url and settings.webhook_secret is not None:
             notifier = Notifier(settings.webhook_url, settings.webhook_secret.get_secret_value())
-        self.job = TakeJob(settings, storage, self.workers, self.owner, notifier)
+        self.job = TakeJob(settings, storage, self.workers, self.keys, self.owner, notifier)
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.active: set[TakeRef] = set()
@@ -122,9 +122,9 @@ class Service:
         for message in messages:
             refs: list[TakeRef] = []
             for event in message.events:
-                ref = self.layout.marker_take(event.key) if event.created else None
-                if ref is None and self.layout.split(event.key) is None:
-                    if not event.key.startswith(self.layout.recordings.strip("/") + "/"):
+                ref = self.keys.marker_take(event.key) if event.created else None
+                if ref is None and self.keys.split(event.key) is None:
+                    if not event.key.startswith(self.keys.root):
                         continue
                     log.warning("key outside the layout ignored", key=event.key[:300])
                 if ref is not None and ref not in refs:
@@ -221,7 +221,7 @@ class Service:
             return Outcome("retry", f"{type(e).__name__}: {e}", delay)
 
     async def _sweep_loop(self) -> None:
-        sweep = Sweep(self.storage, self.layout, stale_after=self.settings.lease_seconds * 2)
+        sweep = Sweep(self.storage, self.keys, stale_after=self.settings.lease_seconds * 2)
         while not self.stopping.is_set():
             try:
                 for ref in await sweep.pending(time.time()):

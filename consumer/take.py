@@ -23,7 +23,7 @@ import structlog
 
 from consumer import __version__
 from consumer.errors import BadMarker, LeaseHeld, ObjectTooLarge, StorageError
-from consumer.events import KeyLayout, TakeRef
+from consumer.keys import KeyLayout, TakeRef
 from consumer.lease import Lease
 from consumer.marker import MAX_MARKER_BYTES, MarkerOptions, parse_marker
 from consumer.retry import chunk_wait_delay, lease_wait_delay
@@ -57,12 +57,9 @@ class TakeJob:
     settings: Settings
     storage: Storage
     workers: WorkerPool
+    keys: KeyLayout
     owner: str
     notifier: Notifier | None = None
-
-    @property
-    def layout(self) -> KeyLayout:
-        return KeyLayout(self.settings.recordings_prefix, self.settings.marker_name)
 
     async def run(self, ref: TakeRef) -> Outcome:
         structlog.contextvars.bind_contextvars(
@@ -74,10 +71,10 @@ class TakeJob:
             structlog.contextvars.unbind_contextvars("meeting_id", "take", "user_id", "stage")
 
     async def _run(self, ref: TakeRef) -> Outcome:
-        layout = self.layout
+        keys = self.keys
         found: tuple[bytes | BadMarker, str] | None
         try:
-            found = await self.storage.get_bytes(layout.marker_key(ref), MAX_MARKER_BYTES)
+            found = await self.storage.get_bytes(keys.marker_key(ref), MAX_MARKER_BYTES)
         except ObjectTooLarge:
             # Refused unread: the take fails as a bad marker once its lease is held.
             found = BadMarker(f"marker is over {MAX_MARKER_BYTES} bytes"), ""
@@ -85,16 +82,16 @@ class TakeJob:
             log.info("marker gone; nothing to do")
             return Outcome("skipped", "marker gone")
         marker_body, marker_etag = found
-        objects = await self.storage.list_objects(ref.prefix(layout.recordings))
+        objects = await self.storage.list_objects(keys.take_prefix(ref))
         chunks = [o for o in objects if parse_chunk_name(o.name)]
         fingerprint = _fingerprint(chunks, marker_etag)
-        previous = await get_json(self.storage, layout.status_key(ref)) or {}
+        previous = await get_json(self.storage, keys.status_key(ref)) or {}
         same_input = previous.get("fingerprint", {}).get("hash") == fingerprint["hash"]
         if same_input and previous.get("state") in ("done", "failed"):
             log.info("already processed with the same input", state=previous["state"])
             return Outcome("skipped", f"already {previous['state']}")
 
-        lease = Lease(self.storage, layout.lock_key(ref), self.owner, self.settings.lease_seconds)
+        lease = Lease(self.storage, keys.lock_key(ref), self.owner, self.settings.lease_seconds)
         try:
             await lease.acquire()
         except LeaseHeld as e:
@@ -186,13 +183,13 @@ class TakeJob:
             "pipeline": round(time.monotonic() - started, 3),
         }
         await status.write("processing", "uploading")
-        keys: dict[str, str] = {}
+        uploaded: dict[str, str] = {}
+        keys = self.keys.output_keys(ref, self.settings.audio_output)
         uploads = sorted(result.outputs.items(), key=lambda kv: kv[0] == "transcript")
-        prefix = ref.output_prefix(self.layout.recordings)
         for role, path in uploads:
-            key = prefix + path.name
+            key = keys[role]
             await self.storage.upload(path, key, content_type(path))
-            keys[role] = key
+            uploaded[role] = key
             status.record.setdefault("outputs", {})[role] = {
                 "key": key,
                 "size": path.stat().st_size,
@@ -210,7 +207,7 @@ class TakeJob:
             warnings=summary["warnings"],
             error=None,
         )
-        await self._notify(ref, status, "completed", keys, None)
+        await self._notify(ref, status, "completed", uploaded, None)
         await status.write("done", "done")
         log.info("take done", duration=result.duration, captions=result.captions)
         return Outcome("done")
@@ -290,7 +287,7 @@ class _Status:
         self, job: TakeJob, ref: TakeRef, fingerprint: dict[str, Any], previous: dict[str, Any]
     ) -> None:
         self.job = job
-        self.key = job.layout.status_key(ref)
+        self.key = job.keys.status_key(ref)
         self.started = time.time()
         self.record: dict[str, Any] = {
             "meeting_id": ref.meeting_id,

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from consumer.events import TakeRef
+from consumer.keys import TakeRef
 from consumer.retry import WEBHOOK_BASE, webhook_delay
 
 log = structlog.get_logger(__name__)

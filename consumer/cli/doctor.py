@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from consumer.backends import make_source, make_storage
+from consumer.keys import KeyLayout
 from consumer.settings import Settings
 from pipeline.media import codec_support
 
@@ -21,8 +22,9 @@ async def doctor(settings: Settings) -> int:
     report(True, "settings", f"source={settings.source}, concurrency={settings.concurrency}")
     storage = make_storage(settings)
     try:
-        found = await storage.list_objects(settings.recordings_prefix.strip("/") + "/")
-        report(True, "bucket", f"listed {len(found)} objects under {settings.recordings_prefix}/")
+        root = KeyLayout(settings.recordings_prefix, settings.marker_name).root
+        found = await storage.list_objects(root)
+        report(True, "bucket", f"listed {len(found)} objects under {root}")
     except Exception as e:
         report(False, "bucket", str(e))
     finally:

@@ -9,7 +9,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from consumer.events import KeyLayout
+from consumer.keys import KeyLayout
 from consumer.settings import Settings
 from pipeline.errors import TakeError
 from pipeline.media import MediaOptions
@@ -88,8 +88,8 @@ async def process_remote(settings: Settings, prefix: str) -> int:
     from consumer.take import TakeJob
     from consumer.workers import WorkerPool
 
-    layout = KeyLayout(settings.recordings_prefix, settings.marker_name)
-    ref = layout.marker_take(prefix.rstrip("/") + "/" + settings.marker_name)
+    keys = KeyLayout(settings.recordings_prefix, settings.marker_name)
+    ref = keys.marker_take(prefix.rstrip("/") + "/" + settings.marker_name)
     if ref is None:
         print(
             f"whisp: {prefix!r} is neither a folder nor a take prefix "
@@ -99,7 +99,8 @@ async def process_remote(settings: Settings, prefix: str) -> int:
         return 2
     storage = make_storage(settings)
     workers = WorkerPool(1)
-    job = TakeJob(settings, storage, workers, owner=f"whisp-process-{uuid.uuid4().hex[:6]}")
+    owner = f"whisp-process-{uuid.uuid4().hex[:6]}"
+    job = TakeJob(settings, storage, workers, keys, owner)
     try:
         outcome = await job.run(ref)
     except StorageError as e:
