@@ -367,7 +367,9 @@ def bench_latency() -> None:
         status = root / "recordings/m/1/status_u.json"
 
         async def go() -> tuple[float, float]:
-            service = Service(settings, LocalStorage(root), LocalFolder(root, "done.json"))
+            service = Service(
+                settings, LocalStorage(root), LocalFolder(root=root, marker_name="done.json")
+            )
             runner = asyncio.create_task(service.run())
             await asyncio.sleep(1.0)  # the watch is up; workers are started on first use
             started = time.monotonic()

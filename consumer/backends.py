@@ -65,4 +65,4 @@ def make_source(settings: Settings) -> Source:
         )
     from consumer.sources.local import LocalFolder
 
-    return LocalFolder(settings.local_root, settings.marker_name)
+    return LocalFolder(root=settings.local_root, marker_name=settings.marker_name)

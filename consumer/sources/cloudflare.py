@@ -19,7 +19,7 @@ import aiohttp
 from consumer.errors import SourceUnavailable
 from consumer.events import parse_r2
 from consumer.retry import SOURCE_REFUSED_WAIT
-from consumer.sources import Message
+from consumer.sources import Message, Source
 
 ACK_BATCH = 100
 
@@ -44,7 +44,7 @@ def decode_body(body: Any, content_type: str | None) -> Any:
         return None
 
 
-class CloudflareQueue:
+class CloudflareQueue(Source):
     name = "cloudflare"
 
     def __init__(
@@ -134,10 +134,6 @@ class CloudflareQueue:
     async def check(self) -> None:
         """An empty ack: proves the token, account and queue without touching a message."""
         await self._post("/ack", {"acks": [], "retries": []})
-
-    async def extend(self, message: Message, seconds: float) -> None:
-        """Pull consumers cannot extend a lease: the visibility timeout must cover a take,
-        and the take's lease keeps a redelivered message from doing the work twice."""
 
     async def close(self) -> None:
         if self._session is not None:
