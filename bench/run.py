@@ -316,14 +316,13 @@ def bench_queue(count: int) -> None:
         for i in range(count):
             emulator.send(queue_id, r2_event(f"recordings/m{i % 50}/1/u/video_{i}.webm"))
         settings = load_settings(
-            source="local", local_root=Path(tmp), cf_batch_size=100, poll_interval_seconds=0.05
+            source="local", local_root=Path(tmp), batch_size=100, poll_interval_seconds=0.05
         )
         source = CloudflareQueue(
             api_base=emulator.api_base,
             account_id=ACCOUNT,
             queue_id=queue_id,
             token=TOKEN,
-            batch_size=100,
         )
 
         async def drain() -> float:

@@ -47,7 +47,6 @@ def make_source(settings: Settings) -> Source:
             account_id=settings.account_id,
             queue_id=settings.cf_queue_id,
             token=settings.cf_api_token.get_secret_value(),
-            batch_size=settings.cf_batch_size,
             visibility_timeout_ms=settings.cf_visibility_timeout_ms,
         )
     if settings.source == "sqs":

@@ -54,7 +54,7 @@ class Service:
         self.tasks: set[asyncio.Task[None]] = set()
         self.active: set[TakeRef] = set()
         self.pending: list[tuple[Message, list[TakeRef]]] = []
-        self.processed = 0
+        self.takes_handled = 0
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -87,7 +87,7 @@ class Service:
             await self.source.close()
             await self.storage.close()
             self.workers.close()
-            log.info("whisp stopped", processed=self.processed)
+            log.info("whisp stopped", takes_handled=self.takes_handled)
 
     @property
     def free(self) -> int:
@@ -101,7 +101,7 @@ class Service:
                 await self._wait(1.0)
                 continue
             try:
-                messages = await self.source.receive(self.settings.cf_batch_size)
+                messages = await self.source.receive(self.settings.batch_size)
             except SourceUnavailable as e:
                 failures += 1
                 delay = e.retry_after or source_error_delay(failures)
@@ -114,9 +114,9 @@ class Service:
                 await self._wait(idle_poll_delay(empty_polls, self.settings.poll_interval_seconds))
                 continue
             empty_polls = 0
-            await self._sort(messages)
+            await self._triage(messages)
 
-    async def _sort(self, messages: list[Message]) -> None:
+    async def _triage(self, messages: list[Message]) -> None:
         """Acknowledge what is not a marker at once; queue markers for the workers."""
         done: list[Message] = []
         for message in messages:
@@ -175,12 +175,12 @@ class Service:
         keeper = asyncio.create_task(self._keep_hidden(message))
         try:
             for ref in refs:
-                outcomes.append(await self.process(ref, message.attempts))
+                outcomes.append(await self.run_take(ref, message.attempts))
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-        self.processed += 1
+        self.takes_handled += 1
         retry = [o for o in outcomes if not o.ack]
         try:
             if retry:
@@ -192,7 +192,7 @@ class Service:
         except SourceUnavailable as e:
             log.warning("could not settle the message; it will come back", error=str(e))
 
-    async def process(self, ref: TakeRef, attempts: int = 1) -> Outcome:
+    async def run_take(self, ref: TakeRef, attempts: int = 1) -> Outcome:
         """Run the take job; a passing failure becomes a retry, never a crash."""
         self.active.add(ref)
         metrics.RUNNING.inc()
@@ -234,7 +234,7 @@ class Service:
             await self._wait(self.settings.sweep_interval)
 
     async def _swept(self, ref: TakeRef) -> None:
-        await self.process(ref)
+        await self.run_take(ref)
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -170,7 +170,7 @@ class TakeJob:
         progress = work / "progress.json"
         reporter = asyncio.create_task(self._report(status, progress))
         try:
-            result = await self.workers.process(
+            result = await self.workers.run(
                 chunk_dir, out_dir, work / "tmp", self._options(ref, options), progress
             )
         finally:

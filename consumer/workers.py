@@ -70,7 +70,7 @@ class WorkerPool:
             self.size, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
         )
 
-    async def process(
+    async def run(
         self,
         chunk_dir: Path,
         out_dir: Path,

@@ -21,7 +21,7 @@ from consumer.events import parse_r2
 from consumer.retry import SOURCE_REFUSED_WAIT
 from consumer.sources import Message, Source
 
-ACK_BATCH = 100
+MAX_BATCH = 100  # messages per pull, and leases per ack request
 
 
 def decode_body(body: Any, content_type: str | None) -> Any:
@@ -54,12 +54,10 @@ class CloudflareQueue(Source):
         account_id: str,
         queue_id: str,
         token: str,
-        batch_size: int = 10,
         visibility_timeout_ms: int = 900_000,
     ) -> None:
         self.base = f"{api_base.rstrip('/')}/accounts/{account_id}/queues/{queue_id}/messages"
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self.batch_size = batch_size
         self.visibility_timeout_ms = visibility_timeout_ms
         self._session: aiohttp.ClientSession | None = None
 
@@ -96,7 +94,7 @@ class CloudflareQueue(Source):
         result = await self._post(
             "/pull",
             {
-                "batch_size": max(1, min(100, max_messages, self.batch_size)),
+                "batch_size": max(1, min(MAX_BATCH, max_messages)),
                 "visibility_timeout_ms": self.visibility_timeout_ms,
             },
         )
@@ -121,8 +119,8 @@ class CloudflareQueue(Source):
         return messages
 
     async def ack(self, messages: list[Message]) -> None:
-        for i in range(0, len(messages), ACK_BATCH):
-            batch = messages[i : i + ACK_BATCH]
+        for i in range(0, len(messages), MAX_BATCH):
+            batch = messages[i : i + MAX_BATCH]
             await self._post("/ack", {"acks": [{"lease_id": m.handle} for m in batch]})
 
     async def retry(self, message: Message, delay: float) -> None:

@@ -24,7 +24,6 @@ def client(
         account_id=ACCOUNT,
         queue_id=QUEUE,
         token=token,
-        batch_size=100,
         visibility_timeout_ms=visibility_ms,
     )
 
