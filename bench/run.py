@@ -307,7 +307,7 @@ def bench_queue(count: int) -> None:
     from consumer.service import Service
     from consumer.settings import load_settings
     from consumer.sources.cloudflare import CloudflareQueue
-    from consumer.storage import LocalStorage
+    from consumer.storage.local import LocalStorage
     from tests.support.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
 
     queue_id = "b" * 32
@@ -316,14 +316,13 @@ def bench_queue(count: int) -> None:
         for i in range(count):
             emulator.send(queue_id, r2_event(f"recordings/m{i % 50}/1/u/video_{i}.webm"))
         settings = load_settings(
-            source="local", local_root=Path(tmp), cf_batch_size=100, poll_interval_seconds=0.05
+            source="local", local_root=Path(tmp), batch_size=100, poll_interval_seconds=0.05
         )
         source = CloudflareQueue(
             api_base=emulator.api_base,
             account_id=ACCOUNT,
             queue_id=queue_id,
             token=TOKEN,
-            batch_size=100,
         )
 
         async def drain() -> float:
@@ -350,7 +349,7 @@ def bench_latency() -> None:
     from consumer.service import Service
     from consumer.settings import load_settings
     from consumer.sources.local import LocalFolder
-    from consumer.storage import LocalStorage
+    from consumer.storage.local import LocalStorage
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "bucket"
@@ -367,7 +366,9 @@ def bench_latency() -> None:
         status = root / "recordings/m/1/status_u.json"
 
         async def go() -> tuple[float, float]:
-            service = Service(settings, LocalStorage(root), LocalFolder(root, "done.json"))
+            service = Service(
+                settings, LocalStorage(root), LocalFolder(root=root, marker_name="done.json")
+            )
             runner = asyncio.create_task(service.run())
             await asyncio.sleep(1.0)  # the watch is up; workers are started on first use
             started = time.monotonic()

@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 
 def make_storage(settings: Settings) -> Storage:
     """The local folder for ``SOURCE=local``, else the S3-compatible bucket."""
-    from consumer.storage import LocalStorage, S3Storage
-
     if settings.source == "local":
+        from consumer.storage.local import LocalStorage
+
         return LocalStorage(settings.local_root)
+    from consumer.storage.s3 import S3Storage
+
     assert settings.s3_bucket_name is not None
     key, secret = settings.s3_access_key_id, settings.s3_secret_access_key
     return S3Storage(
@@ -45,7 +47,6 @@ def make_source(settings: Settings) -> Source:
             account_id=settings.account_id,
             queue_id=settings.cf_queue_id,
             token=settings.cf_api_token.get_secret_value(),
-            batch_size=settings.cf_batch_size,
             visibility_timeout_ms=settings.cf_visibility_timeout_ms,
         )
     if settings.source == "sqs":
@@ -63,4 +64,4 @@ def make_source(settings: Settings) -> Source:
         )
     from consumer.sources.local import LocalFolder
 
-    return LocalFolder(settings.local_root, settings.marker_name)
+    return LocalFolder(root=settings.local_root, marker_name=settings.marker_name)

@@ -16,22 +16,10 @@ from collections.abc import Callable
 
 import structlog
 
-from consumer.storage import PreconditionFailed, Storage
+from consumer.errors import LeaseHeld, LeaseLost, PreconditionFailed
+from consumer.storage import Storage
 
 log = structlog.get_logger(__name__)
-
-
-class LeaseHeld(Exception):
-    """Another consumer holds the take's lease: try again later."""
-
-    def __init__(self, owner: str, seconds_left: float) -> None:
-        super().__init__(f"lease held by {owner} for {seconds_left:.0f} s more")
-        self.owner = owner
-        self.seconds_left = seconds_left
-
-
-class LeaseLost(Exception):
-    """The lease was taken over while we worked (we stalled past its expiry)."""
 
 
 class Lease:

@@ -6,15 +6,10 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from consumer.errors import BadMarker
 from pipeline.transcribe import MODEL_NAMES
 
 MAX_MARKER_BYTES = 64 * 1024
-
-
-class BadMarker(Exception):
-    """The marker cannot be read: a permanent error for the take."""
-
-    kind = "bad_marker"
 
 
 class MarkerOptions(BaseModel):

@@ -23,38 +23,19 @@ from typing import Any
 import structlog
 
 from consumer import __version__, logs, metrics
-from consumer.events import KeyLayout, TakeRef
+from consumer.errors import SourceUnavailable, StorageError
 from consumer.health import Health
+from consumer.keys import KeyLayout, TakeRef
+from consumer.retry import idle_poll_delay, source_error_delay, take_retry_delay
 from consumer.settings import Settings
-from consumer.sources import Message, Source, SourceUnavailable
-from consumer.storage import Storage, StorageError
+from consumer.sources import Message, Source
+from consumer.storage import Storage
 from consumer.sweep import Sweep
 from consumer.take import Outcome, TakeJob
 from consumer.webhook import Notifier
 from consumer.workers import WorkerPool
 
 log = structlog.get_logger(__name__)
-
-
-class Backoff:
-    """Exponential delays between ``low`` and ``high``; reset on success."""
-
-    def __init__(self, low: float, high: float) -> None:
-        self.low: float = low
-        self.high: float = high
-        self.current = 0.0
-
-    def next(self) -> float:
-        self.current = float(min(self.high, max(self.low, self.current * 2)))
-        return self.current
-
-    def reset(self) -> None:
-        self.current = 0.0
-
-
-def retry_delay(attempts: int, base: float) -> float:
-    """The delay before a take that failed for a passing reason is tried again."""
-    return float(min(3600.0, base * 2.0 ** max(0, attempts - 1)))
 
 
 class Service:
@@ -65,18 +46,18 @@ class Service:
         self.health = health or Health()
         self.storage = storage
         self.source = source
-        self.layout = KeyLayout(settings.recordings_prefix, settings.marker_name)
+        self.keys = KeyLayout(settings.recordings_prefix, settings.marker_name)
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.workers = WorkerPool(settings.concurrency)
         notifier = None
         if settings.webhook_url and settings.webhook_secret is not None:
             notifier = Notifier(settings.webhook_url, settings.webhook_secret.get_secret_value())
-        self.job = TakeJob(settings, storage, self.workers, self.owner, notifier)
+        self.job = TakeJob(settings, storage, self.workers, self.keys, self.owner, notifier)
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.active: set[TakeRef] = set()
         self.pending: list[tuple[Message, list[TakeRef]]] = []
-        self.processed = 0
+        self.takes_handled = 0
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -112,50 +93,51 @@ class Service:
             await self.source.close()
             await self.storage.close()
             self.workers.close()
-            log.info("whisp stopped", processed=self.processed)
+            log.info("whisp stopped", processed=self.takes_handled)
 
     @property
     def free(self) -> int:
         return self.settings.concurrency - len(self.tasks)
 
     async def _pull_loop(self) -> None:
-        idle = Backoff(0.05, self.settings.poll_interval_seconds)
-        errors = Backoff(1.0, 60.0)
+        empty_polls = failures = 0
         while not self.stopping.is_set():
             self._dispatch()
             if self.pending and self.free <= 0:
                 await self._wait(1.0)
                 continue
             try:
-                messages = await self.source.receive(self.settings.cf_batch_size)
+                messages = await self.source.receive(self.settings.batch_size)
             except SourceUnavailable as e:
                 self.health.pull_failed(self.source.name, str(e))
-                delay = e.retry_after or errors.next()
+                failures += 1
+                delay = e.retry_after or source_error_delay(failures)
                 log.warning("queue unavailable; backing off", error=str(e), delay=delay)
                 await self._wait(delay)
                 continue
-            errors.reset()
+            failures = 0
             self.health.pulled(self.source.name, getattr(self.source, "backlog", None))
             if not messages:
-                await self._wait(idle.next())
+                empty_polls += 1
+                await self._wait(idle_poll_delay(empty_polls, self.settings.poll_interval_seconds))
                 continue
-            idle.reset()
-            await self._sort(messages)
+            empty_polls = 0
+            await self._triage(messages)
 
-    async def _sort(self, messages: list[Message]) -> None:
+    async def _triage(self, messages: list[Message]) -> None:
         """Acknowledge what is not a marker at once; queue markers for the workers."""
         done: list[Message] = []
         for message in messages:
             refs: list[TakeRef] = []
             for event in message.events:
-                ref = self.layout.marker_take(event.key) if event.created else None
-                if ref is None and self.layout.split(event.key) is None:
-                    if not event.key.startswith(self.layout.recordings.strip("/") + "/"):
+                ref = self.keys.marker_take(event.key) if event.created else None
+                if ref is None and self.keys.split(event.key) is None:
+                    if not event.key.startswith(self.keys.root):
                         continue
                     log.warning(
                         "key outside the layout ignored",
                         key=event.key[:300],
-                        **logs.key_fields(event.key, self.layout.recordings),
+                        **logs.key_fields(event.key, self.keys.recordings),
                     )
                 if ref is not None and ref not in refs:
                     refs.append(ref)
@@ -205,7 +187,7 @@ class Service:
         keeper = asyncio.create_task(self._keep_hidden(message))
         try:
             for ref in refs:
-                outcomes.append(await self.process(ref, message.attempts))
+                outcomes.append(await self.run_take(ref, message.attempts))
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -221,7 +203,7 @@ class Service:
         except SourceUnavailable as e:
             log.warning("could not settle the message; it will come back", error=str(e))
 
-    async def process(self, ref: TakeRef, attempts: int = 1) -> Outcome:
+    async def run_take(self, ref: TakeRef, attempts: int = 1) -> Outcome:
         """Run the take job; a passing failure becomes a retry, never a crash."""
         self.active.add(ref)
         metrics.RUNNING.inc()
@@ -234,7 +216,7 @@ class Service:
             return outcome
         finally:
             self.active.discard(ref)
-            self.processed += 1
+            self.takes_handled += 1
             metrics.RUNNING.dec()
             metrics.record_take(state, time.monotonic() - started)
             structlog.contextvars.unbind_contextvars(*logs.TAKE_FIELDS, "stage")
@@ -244,15 +226,15 @@ class Service:
             return await self.job.run(ref)
         except StorageError as e:
             log.warning("storage error; will retry", error=str(e))
-            delay = retry_delay(attempts, self.settings.retry_delay_seconds)
+            delay = take_retry_delay(attempts, self.settings.retry_delay_seconds)
             return Outcome("retry", str(e), delay)
         except Exception as e:
             log.exception("unexpected error; will retry")
-            delay = retry_delay(attempts, self.settings.retry_delay_seconds * 3)
+            delay = take_retry_delay(attempts, self.settings.retry_delay_seconds, unexpected=True)
             return Outcome("retry", f"{type(e).__name__}: {e}", delay)
 
     async def _sweep_loop(self) -> None:
-        sweep = Sweep(self.storage, self.layout, stale_after=self.settings.lease_seconds * 2)
+        sweep = Sweep(self.storage, self.keys, stale_after=self.settings.lease_seconds * 2)
         while not self.stopping.is_set():
             try:
                 for ref in await sweep.pending(time.time()):
@@ -269,7 +251,7 @@ class Service:
             await self._wait(self.settings.sweep_interval)
 
     async def _swept(self, ref: TakeRef) -> None:
-        await self.process(ref)
+        await self.run_take(ref)
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -12,7 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Source = Literal["cloudflare", "sqs", "local"]
@@ -59,7 +66,10 @@ class Settings(BaseSettings):
     cf_queue_id: str | None = None
     cf_api_token: SecretStr | None = None
     cf_api_base: str = "https://api.cloudflare.com/client/v4"
-    cf_batch_size: int = Field(10, ge=1, le=100)
+    # Messages asked for at once, whatever the source; CF_BATCH_SIZE is its former name.
+    batch_size: int = Field(
+        10, ge=1, le=100, validation_alias=AliasChoices("batch_size", "cf_batch_size")
+    )
     cf_visibility_timeout_ms: int = Field(900_000, ge=1_000, le=43_200_000)
     sqs_queue_url: str | None = None
     sqs_wait_seconds: int = Field(20, ge=0, le=20)

@@ -9,33 +9,30 @@ Many consumers may sweep one bucket: the lease decides who works.
 
 from __future__ import annotations
 
-from consumer.events import KeyLayout, TakeRef
+from consumer.keys import KeyLayout, TakeRef
 from consumer.storage import ObjectInfo, Storage, get_json
 
 
 class Sweep:
-    def __init__(self, storage: Storage, layout: KeyLayout, stale_after: float) -> None:
+    def __init__(self, storage: Storage, keys: KeyLayout, stale_after: float) -> None:
         self.storage = storage
-        self.layout = layout
+        self.keys = keys
         self.stale_after = stale_after
         self._final: set[tuple[TakeRef, str]] = set()
 
     async def pending(self, now: float) -> list[TakeRef]:
         """The takes that need work, as far as the bucket says."""
-        objects = await self.storage.list_objects(self.layout.recordings.strip("/") + "/")
+        objects = {obj.key: obj for obj in await self.storage.list_objects(self.keys.root)}
         markers: dict[TakeRef, ObjectInfo] = {}
-        statuses: dict[str, ObjectInfo] = {}
-        for obj in objects:
-            ref = self.layout.marker_take(obj.key)
+        for obj in objects.values():
+            ref = self.keys.marker_take(obj.key)
             if ref is not None:
                 markers[ref] = obj
-            elif obj.name.startswith("status_"):
-                statuses[obj.key] = obj
         found = []
         for ref, marker in sorted(markers.items()):
             if (ref, marker.etag) in self._final:
                 continue
-            status = statuses.get(self.layout.status_key(ref))
+            status = objects.get(self.keys.status_key(ref))
             if status is None or status.modified < marker.modified:
                 found.append(ref)
                 continue
@@ -47,6 +44,6 @@ class Sweep:
         return found
 
     async def _state(self, ref: TakeRef) -> str | None:
-        status = await get_json(self.storage, self.layout.status_key(ref))
+        status = await get_json(self.storage, self.keys.status_key(ref))
         state = status.get("state") if status is not None else None
         return state if isinstance(state, str) else None

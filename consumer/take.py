@@ -22,17 +22,13 @@ from typing import Any
 import structlog
 
 from consumer import __version__, metrics
-from consumer.events import KeyLayout, TakeRef
-from consumer.lease import Lease, LeaseHeld
-from consumer.marker import MAX_MARKER_BYTES, BadMarker, MarkerOptions, parse_marker
+from consumer.errors import BadMarker, LeaseHeld, ObjectTooLarge, StorageError
+from consumer.keys import KeyLayout, TakeRef
+from consumer.lease import Lease
+from consumer.marker import MAX_MARKER_BYTES, MarkerOptions, parse_marker
+from consumer.retry import chunk_wait_delay, lease_wait_delay, take_retry_delay
 from consumer.settings import Settings
-from consumer.storage import (
-    ObjectInfo,
-    Storage,
-    StorageError,
-    content_type,
-    get_json,
-)
+from consumer.storage import ObjectInfo, Storage, content_type, get_json
 from consumer.webhook import Notifier
 from consumer.workers import WorkerPool, read_progress
 from pipeline.chunks import missing_chunks, parse_chunk_name
@@ -61,12 +57,9 @@ class TakeJob:
     settings: Settings
     storage: Storage
     workers: WorkerPool
+    keys: KeyLayout
     owner: str
     notifier: Notifier | None = None
-
-    @property
-    def layout(self) -> KeyLayout:
-        return KeyLayout(self.settings.recordings_prefix, self.settings.marker_name)
 
     async def run(self, ref: TakeRef, force: bool = False) -> Outcome:
         """The take's job; ``force`` runs it whatever its status says (``--force``)."""
@@ -80,30 +73,32 @@ class TakeJob:
         return outcome
 
     async def _run(self, ref: TakeRef, force: bool) -> Outcome:
-        layout = self.layout
+        keys = self.keys
+        found: tuple[bytes | BadMarker, str] | None
         try:
-            found = await self.storage.get_bytes(layout.marker_key(ref), MAX_MARKER_BYTES)
-        except ValueError:
-            found = (b"x" * (MAX_MARKER_BYTES + 1), "")
+            found = await self.storage.get_bytes(keys.marker_key(ref), MAX_MARKER_BYTES)
+        except ObjectTooLarge:
+            # Refused unread: the take fails as a bad marker once its lease is held.
+            found = BadMarker(f"marker is over {MAX_MARKER_BYTES} bytes"), ""
         if found is None:
             log.info("marker gone; nothing to do")
             return Outcome("skipped", "marker gone")
         marker_body, marker_etag = found
-        objects = await self.storage.list_objects(ref.prefix(layout.recordings))
+        objects = await self.storage.list_objects(keys.take_prefix(ref))
         chunks = [o for o in objects if parse_chunk_name(o.name)]
         fingerprint = _fingerprint(chunks, marker_etag)
-        previous = await get_json(self.storage, layout.status_key(ref)) or {}
+        previous = await get_json(self.storage, keys.status_key(ref)) or {}
         same_input = previous.get("fingerprint", {}).get("hash") == fingerprint["hash"]
         if same_input and previous.get("state") in ("done", "failed") and not force:
             log.info("already processed with the same input", state=previous["state"])
             return Outcome("skipped", f"already {previous['state']}")
 
-        lease = Lease(self.storage, layout.lock_key(ref), self.owner, self.settings.lease_seconds)
+        lease = Lease(self.storage, keys.lock_key(ref), self.owner, self.settings.lease_seconds)
         try:
             await lease.acquire()
         except LeaseHeld as e:
             log.info("take is being processed elsewhere", reason=str(e))
-            return Outcome("retry", str(e), delay=min(max(e.seconds_left, 5.0), 300.0))
+            return Outcome("retry", str(e), delay=lease_wait_delay(e.seconds_left))
         lease.keep_renewed()
         status = _Status(self, ref, fingerprint, previous if same_input else {})
         try:
@@ -112,28 +107,53 @@ class TakeJob:
             await lease.release()
 
     async def _work(
-        self, ref: TakeRef, status: _Status, marker_body: bytes, chunks: list[ObjectInfo]
+        self,
+        ref: TakeRef,
+        status: _Status,
+        marker_body: bytes | BadMarker,
+        chunks: list[ObjectInfo],
     ) -> Outcome:
+        """Every take error ends here, in one branch: retried while it may pass (chunks
+        still arriving), else the take fails with the error's kind and message."""
         try:
-            options = parse_marker(marker_body)
-        except BadMarker as e:
-            return await self._fail(ref, status, BadMarker.kind, str(e))
+            return await self._checked(ref, status, marker_body, chunks)
+        except MissingChunks as e:
+            return await self._retry_later(ref, status, e)
+        except TakeError as e:
+            if e.retryable:  # the set-up's fault (a model not on disk), not the take's
+                return await self._wait_for_setup(status, e)
+            return await self._fail(ref, status, e.kind, str(e))
+
+    async def _checked(
+        self,
+        ref: TakeRef,
+        status: _Status,
+        marker_body: bytes | BadMarker,
+        chunks: list[ObjectInfo],
+    ) -> Outcome:
+        if isinstance(marker_body, BadMarker):
+            raise marker_body
+        options = parse_marker(marker_body)
         await status.write("processing", "checking")
         missing = _missing(chunks, options)
         if missing:
-            return await self._wait_for_chunks(ref, status, MissingChunks(missing))
+            raise MissingChunks(missing)
         work = self.settings.work_dir / f"{self.owner}-{uuid.uuid4().hex[:8]}"
         (work / "chunks").mkdir(parents=True)
         (work / "out").mkdir()
-        outcome: Outcome | None = None
+        keep = True
         try:
             outcome = await self._make(ref, status, options, chunks, work)
+            keep = False
             return outcome
+        except TakeError as e:
+            keep = e.retryable
+            raise
         finally:
             structlog.contextvars.bind_contextvars(stage="end")
             # Local files stay until every upload succeeded (or the take failed for good):
             # an interrupted or retried attempt keeps them for inspection.
-            if outcome is not None and outcome.state in ("done", "failed") and options.cleanup:
+            if not keep and options.cleanup:
                 shutil.rmtree(work, ignore_errors=True)
 
     async def _make(
@@ -154,15 +174,9 @@ class TakeJob:
         progress = work / "progress.json"
         reporter = asyncio.create_task(self._report(status, progress))
         try:
-            result = await self.workers.process(
+            result = await self.workers.run(
                 chunk_dir, out_dir, work / "tmp", self._options(ref, options), progress
             )
-        except MissingChunks as e:
-            return await self._wait_for_chunks(ref, status, e)
-        except TakeError as e:
-            if e.retryable:  # the set-up's fault (a model not on disk), not the take's
-                return await self._wait_for_setup(status, e)
-            return await self._fail(ref, status, e.kind, str(e))
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -174,13 +188,13 @@ class TakeJob:
             "pipeline": round(time.monotonic() - started, 3),
         }
         await status.write("processing", "uploading")
-        keys: dict[str, str] = {}
+        uploaded: dict[str, str] = {}
+        keys = self.keys.output_keys(ref, self.settings.audio_output)
         uploads = sorted(result.outputs.items(), key=lambda kv: kv[0] == "transcript")
-        prefix = ref.output_prefix(self.layout.recordings)
         for role, path in uploads:
-            key = prefix + path.name
+            key = keys[role]
             await self.storage.upload(path, key, content_type(path))
-            keys[role] = key
+            uploaded[role] = key
             status.record.setdefault("outputs", {})[role] = {
                 "key": key,
                 "size": path.stat().st_size,
@@ -198,7 +212,7 @@ class TakeJob:
             warnings=summary["warnings"],
             error=None,
         )
-        await self._notify(ref, status, "completed", keys, None)
+        await self._notify(ref, status, "completed", uploaded, None)
         await status.write("done", "done")
         log.info("take done", duration=result.duration, captions=result.captions)
         return Outcome("done")
@@ -239,9 +253,9 @@ class TakeJob:
             labels={"meeting_id": ref.meeting_id, "take": ref.take},
         )
 
-    async def _wait_for_chunks(
-        self, ref: TakeRef, status: _Status, error: MissingChunks
-    ) -> Outcome:
+    async def _retry_later(self, ref: TakeRef, status: _Status, error: TakeError) -> Outcome:
+        """A take error that may pass (chunks still arriving): retried until
+        ``CHUNK_WAIT_SECONDS`` runs out, then a failure like any other."""
         waiting_since = float(status.record.get("waiting_since") or time.time())
         status.record["waiting_since"] = waiting_since
         left = waiting_since + self.settings.chunk_wait_seconds - time.time()
@@ -249,8 +263,8 @@ class TakeJob:
             return await self._fail(ref, status, error.kind, str(error))
         status.record["error"] = {"kind": error.kind, "message": str(error), "retrying": True}
         await status.write("processing", "waiting for chunks")
-        log.info("waiting for chunks", missing=error.missing, seconds_left=round(left))
-        return Outcome("retry", str(error), delay=min(left, max(5.0, left / 4)))
+        log.info("waiting for chunks", error=str(error), seconds_left=round(left))
+        return Outcome("retry", str(error), delay=chunk_wait_delay(left))
 
     async def _wait_for_setup(self, status: _Status, error: TakeError) -> Outcome:
         """A configuration fault is never the take's permanent failure: retried, later."""
@@ -258,8 +272,9 @@ class TakeJob:
         await status.write("processing", "waiting for the set-up")
         log.error("the set-up stops this take; will retry", error_kind=error.kind, error=str(error))
         attempts = int(status.record.get("attempts", 1))
-        delay = self.settings.retry_delay_seconds * 2.0 ** min(attempts - 1, 10)
-        return Outcome("retry", str(error), delay=min(delay, 600.0))
+        return Outcome(
+            "retry", str(error), delay=take_retry_delay(attempts, self.settings.retry_delay_seconds)
+        )
 
     async def _fail(self, ref: TakeRef, status: _Status, kind: str, message: str) -> Outcome:
         # A client's bad marker is the client's problem, not the service's: a warning.
@@ -289,7 +304,7 @@ class _Status:
         self, job: TakeJob, ref: TakeRef, fingerprint: dict[str, Any], previous: dict[str, Any]
     ) -> None:
         self.job = job
-        self.key = job.layout.status_key(ref)
+        self.key = job.keys.status_key(ref)
         self.started = time.time()
         self.clock = metrics.StageClock()
         self.record: dict[str, Any] = {

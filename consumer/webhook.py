@@ -11,7 +11,8 @@ from typing import Any
 import aiohttp
 import structlog
 
-from consumer.events import TakeRef
+from consumer.keys import TakeRef
+from consumer.retry import WEBHOOK_BASE, webhook_delay
 
 log = structlog.get_logger(__name__)
 
@@ -23,7 +24,7 @@ def sign(body: bytes, secret: str) -> str:
 
 class Notifier:
     def __init__(
-        self, url_template: str, secret: str, attempts: int = 4, backoff: float = 1.0
+        self, url_template: str, secret: str, attempts: int = 4, backoff: float = WEBHOOK_BASE
     ) -> None:
         self.url_template = url_template
         self.secret = secret
@@ -60,6 +61,6 @@ class Notifier:
                 except (TimeoutError, aiohttp.ClientError) as e:
                     last = type(e).__name__
                 if attempt < self.attempts:
-                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                    await asyncio.sleep(webhook_delay(attempt, self.backoff))
         log.warning("webhook failed", error=last, attempts=self.attempts)
         return {"delivered": False, "attempts": self.attempts, "error": last}

@@ -20,15 +20,9 @@ from typing import Any
 import structlog
 
 from consumer import logs
+from consumer.errors import WorkerCrashed
 from pipeline.avlog import capture_ffmpeg_messages
-from pipeline.errors import TakeError
 from pipeline.process import TakeOptions, TakeResult, process_take
-
-
-class WorkerCrashed(TakeError):
-    """The worker process died while processing the take (a codec crash, memory)."""
-
-    kind = "worker_crashed"
 
 
 log = structlog.get_logger(__name__)
@@ -100,7 +94,7 @@ class WorkerPool:
             initargs=(os.getpid(), logs.worker_config()),
         )
 
-    async def process(
+    async def run(
         self,
         chunk_dir: Path,
         out_dir: Path,

@@ -9,7 +9,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from consumer.events import KeyLayout
+from consumer.keys import KeyLayout
 from consumer.settings import Settings
 from pipeline.errors import TakeError
 from pipeline.options import MediaOptions
@@ -87,12 +87,12 @@ async def process_remote(settings: Settings, prefix: str, force: bool = False) -
     """Process a take in the bucket through the service's own job (lease and status);
     ``force`` runs it even when its status says it is done or failed."""
     from consumer.backends import make_storage
-    from consumer.storage import StorageError
+    from consumer.errors import StorageError
     from consumer.take import TakeJob
     from consumer.workers import WorkerPool
 
-    layout = KeyLayout(settings.recordings_prefix, settings.marker_name)
-    ref = layout.marker_take(prefix.rstrip("/") + "/" + settings.marker_name)
+    keys = KeyLayout(settings.recordings_prefix, settings.marker_name)
+    ref = keys.marker_take(prefix.rstrip("/") + "/" + settings.marker_name)
     if ref is None:
         print(
             f"whisp: {prefix!r} is neither a folder nor a take prefix "
@@ -102,7 +102,8 @@ async def process_remote(settings: Settings, prefix: str, force: bool = False) -
         return 2
     storage = make_storage(settings)
     workers = WorkerPool(1)
-    job = TakeJob(settings, storage, workers, owner=f"whisp-process-{uuid.uuid4().hex[:6]}")
+    owner = f"whisp-process-{uuid.uuid4().hex[:6]}"
+    job = TakeJob(settings, storage, workers, keys, owner)
     try:
         outcome = await job.run(ref, force=force)
     except StorageError as e:

@@ -16,10 +16,12 @@ from typing import Any
 
 import aiohttp
 
+from consumer.errors import SourceUnavailable
 from consumer.events import parse_r2
-from consumer.sources import Message, SourceUnavailable
+from consumer.retry import SOURCE_REFUSED_WAIT
+from consumer.sources import Message, Source
 
-ACK_BATCH = 100
+MAX_BATCH = 100  # messages per pull, and leases per ack request
 
 
 def decode_body(body: Any, content_type: str | None) -> Any:
@@ -42,7 +44,7 @@ def decode_body(body: Any, content_type: str | None) -> Any:
         return None
 
 
-class CloudflareQueue:
+class CloudflareQueue(Source):
     name = "cloudflare"
 
     def __init__(
@@ -52,12 +54,10 @@ class CloudflareQueue:
         account_id: str,
         queue_id: str,
         token: str,
-        batch_size: int = 10,
         visibility_timeout_ms: int = 900_000,
     ) -> None:
         self.base = f"{api_base.rstrip('/')}/accounts/{account_id}/queues/{queue_id}/messages"
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self.batch_size = batch_size
         self.visibility_timeout_ms = visibility_timeout_ms
         self._session: aiohttp.ClientSession | None = None
         self.backlog: int | None = None  # the queue's backlog as the last pull reported it
@@ -86,14 +86,16 @@ class CloudflareQueue:
             raise SourceUnavailable(f"queue {path}: HTTP {status} {detail}".strip(), delay)
         if status >= 300 or not isinstance(data, dict) or data.get("success") is False:
             # 403 (token), 404 (queue): nothing works until fixed; the service backs off.
-            raise SourceUnavailable(f"queue {path}: HTTP {status} {detail}".strip(), 30.0)
+            raise SourceUnavailable(
+                f"queue {path}: HTTP {status} {detail}".strip(), SOURCE_REFUSED_WAIT
+            )
         return data.get("result")
 
     async def receive(self, max_messages: int) -> list[Message]:
         result = await self._post(
             "/pull",
             {
-                "batch_size": max(1, min(100, max_messages, self.batch_size)),
+                "batch_size": max(1, min(MAX_BATCH, max_messages)),
                 "visibility_timeout_ms": self.visibility_timeout_ms,
             },
         )
@@ -120,8 +122,8 @@ class CloudflareQueue:
         return messages
 
     async def ack(self, messages: list[Message]) -> None:
-        for i in range(0, len(messages), ACK_BATCH):
-            batch = messages[i : i + ACK_BATCH]
+        for i in range(0, len(messages), MAX_BATCH):
+            batch = messages[i : i + MAX_BATCH]
             await self._post("/ack", {"acks": [{"lease_id": m.handle} for m in batch]})
 
     async def retry(self, message: Message, delay: float) -> None:
@@ -133,10 +135,6 @@ class CloudflareQueue:
     async def check(self) -> None:
         """An empty ack: proves the token, account and queue without touching a message."""
         await self._post("/ack", {"acks": [], "retries": []})
-
-    async def extend(self, message: Message, seconds: float) -> None:
-        """Pull consumers cannot extend a lease: the visibility timeout must cover a take,
-        and the take's lease keeps a redelivered message from doing the work twice."""
 
     async def close(self) -> None:
         if self._session is not None:

@@ -13,16 +13,17 @@ from pathlib import Path
 
 import structlog
 
+from consumer.errors import SourceError
 from consumer.events import ObjectEvent
-from consumer.sources import Message
+from consumer.sources import Message, Source
 
 log = structlog.get_logger(__name__)
 
 
-class LocalFolder:
+class LocalFolder(Source):
     name = "local"
 
-    def __init__(self, root: Path, marker_name: str) -> None:
+    def __init__(self, *, root: Path, marker_name: str) -> None:
         self.root = root.resolve()
         self.marker_name = marker_name
         self._events: asyncio.Queue[str] = asyncio.Queue()
@@ -59,17 +60,14 @@ class LocalFolder:
         return out
 
     async def ack(self, messages: list[Message]) -> None:
-        return None
+        """Nothing to remove: the folder's events live only in this process."""
 
     async def retry(self, message: Message, delay: float) -> None:
         heapq.heappush(self._later, (time.monotonic() + delay, next(self._order), message))
 
-    async def extend(self, message: Message, seconds: float) -> None:
-        return None
-
     async def check(self) -> None:
         if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.root} does not exist yet (it is made on start)")
+            raise SourceError(f"{self.root} does not exist yet (it is made on start)")
 
     async def close(self) -> None:
         self._stop.set()

@@ -14,13 +14,14 @@ from typing import Any
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer.errors import SourceUnavailable
 from consumer.events import parse_s3
-from consumer.sources import Message, SourceUnavailable
+from consumer.sources import Message, Source
 
 MAX_VISIBILITY = 43_200
 
 
-class SqsQueue:
+class SqsQueue(Source):
     name = "sqs"
 
     def __init__(

@@ -9,7 +9,7 @@ import json
 import aiohttp
 import pytest
 
-from consumer.sources import SourceUnavailable
+from consumer.errors import SourceUnavailable
 from consumer.sources.cloudflare import CloudflareQueue
 from tests.support.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
 
@@ -24,7 +24,6 @@ def client(
         account_id=ACCOUNT,
         queue_id=QUEUE,
         token=token,
-        batch_size=100,
         visibility_timeout_ms=visibility_ms,
     )
 

@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-from consumer.events import KeyLayout, TakeRef, parse_r2, parse_s3
-from consumer.marker import BadMarker, parse_marker
+from consumer.errors import BadMarker
+from consumer.events import parse_r2, parse_s3
+from consumer.keys import KeyLayout, TakeRef
+from consumer.marker import parse_marker
 from consumer.sources.cloudflare import decode_body
 from tests.support.cfqueue import r2_event
 
@@ -18,6 +20,22 @@ LAYOUT = KeyLayout("recordings", "done.json")
 def test_marker_key_names_its_take() -> None:
     assert LAYOUT.marker_take("recordings/m1/2/u_1/done.json") == TakeRef("m1", "2", "u_1")
     assert LAYOUT.status_key(TakeRef("m1", "2", "u")) == "recordings/m1/2/status_u.json"
+
+
+def test_every_key_of_a_take_comes_from_one_layout() -> None:
+    """A prefix given with slashes is the same layout; output names are the pipeline's."""
+    from pipeline.process import output_names
+
+    ref = TakeRef("m", "2", "u")
+    keys = KeyLayout("/recs/", "end.json")
+    assert keys.root == "recs/" and keys.take_prefix(ref) == "recs/m/2/u/"
+    assert keys.marker_key(ref) == "recs/m/2/u/end.json"
+    assert keys.lock_key(ref) == "recs/m/2/u/.lock"
+    assert keys.marker_take("recs/m/2/u/end.json") == ref
+    for audio in ("wav", "m4a", "none"):
+        outputs = keys.output_keys(ref, audio)
+        names = output_names("u", audio)
+        assert outputs == {role: "recs/m/2/" + name for role, name in names.items()}
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,18 @@ def test_dotenv_is_read_and_r2_endpoint_built(tmp_path: object) -> None:
     assert settings.endpoint_url == "https://abc123.r2.cloudflarestorage.com"
 
 
+def test_batch_size_is_one_setting_for_every_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BATCH_SIZE sizes every source's batches; CF_BATCH_SIZE, its former name, still works."""
+    assert load_settings().batch_size == 10
+    monkeypatch.setenv("CF_BATCH_SIZE", "3")
+    assert load_settings().batch_size == 3
+    monkeypatch.setenv("BATCH_SIZE", "7")
+    assert load_settings().batch_size == 7
+    monkeypatch.setenv("BATCH_SIZE", "0")
+    with pytest.raises(SettingsError, match="BATCH_SIZE"):
+        load_settings()
+
+
 def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("S3_SECRET_ACCESS_KEY", "very-secret-key-123")
     monkeypatch.setenv("CF_API_TOKEN", "cf-token-456789")

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from consumer.lease import Lease, LeaseHeld, LeaseLost
-from consumer.storage import LocalStorage, PreconditionFailed, S3Storage, Storage
+from consumer.errors import InvalidKey, LeaseHeld, LeaseLost, PreconditionFailed
+from consumer.lease import Lease
+from consumer.storage import Storage
+from consumer.storage.local import LocalStorage
+from consumer.storage.s3 import S3Storage
 from tests.support.s3 import s3
 
 
@@ -65,7 +68,7 @@ async def test_upload_sets_content_type(bucket: str, tmp_path: Path) -> None:
 async def test_large_upload_is_multipart_and_whole(
     bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import consumer.storage as module
+    import consumer.storage.s3 as module
 
     monkeypatch.setattr(module, "MULTIPART_THRESHOLD", 6 * 1024 * 1024)
     monkeypatch.setattr(module, "PART_SIZE", 5 * 1024 * 1024)
@@ -100,6 +103,6 @@ async def test_lease_one_winner_and_stale_takeover(storage: Storage) -> None:
 
 async def test_local_storage_never_leaves_its_folder(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "bucket")
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(InvalidKey, match="outside"):
         await storage.put_bytes("../escape", b"x")
     assert not (tmp_path / "escape").exists()

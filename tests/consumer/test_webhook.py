@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from consumer.events import TakeRef
+from consumer.keys import TakeRef
 from consumer.webhook import Notifier
 
 SECRET = "hook-secret-123"

@@ -1,0 +1,100 @@
+"""Where a take lives in the bucket: every key of a take, built in one place.
+
+    {recordings}/{meeting_id}/{take}/{user_id}/video_0.webm, ...   chunks (the client's)
+    {recordings}/{meeting_id}/{take}/{user_id}/done.json           the marker (MARKER_NAME)
+    {recordings}/{meeting_id}/{take}/{user_id}/.lock               the lease
+    {recordings}/{meeting_id}/{take}/final_video_{user_id}.mp4     outputs, the original
+    {recordings}/{meeting_id}/{take}/subtitle_{user_id}.srt        service's names
+    {recordings}/{meeting_id}/{take}/status_{user_id}.json         the status record
+
+Each id is 1 to 128 characters of ``[A-Za-z0-9._-]``, not ``.`` or ``..``: any other key
+is not a take's, and is never turned into a local path. The service builds one
+``KeyLayout`` from the settings and hands it to whoever needs a key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+LOCK_NAME = ".lock"
+
+
+def valid_id(value: str) -> bool:
+    """An id of the layout: 1 to 128 of [A-Za-z0-9._-], not "." or ".."."""
+    return bool(ID.match(value)) and value not in (".", "..")
+
+
+@dataclass(frozen=True, order=True)
+class TakeRef:
+    """A take: the job key. The same take is the same job, whoever delivers it."""
+
+    meeting_id: str
+    take: str
+    user_id: str
+
+    def __str__(self) -> str:
+        return f"{self.meeting_id}/{self.take}/{self.user_id}"
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Every key of a take under ``recordings`` (``RECORDINGS_PREFIX``, slashes trimmed)."""
+
+    recordings: str = "recordings"
+    marker_name: str = "done.json"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "recordings", self.recordings.strip("/"))
+
+    @property
+    def root(self) -> str:
+        """The prefix every take's key starts with, with its trailing slash."""
+        return self.recordings + "/"
+
+    def take_prefix(self, ref: TakeRef) -> str:
+        """The folder of the take's chunks, marker and lock."""
+        return f"{self.root}{ref.meeting_id}/{ref.take}/{ref.user_id}/"
+
+    def output_prefix(self, ref: TakeRef) -> str:
+        """The folder its outputs and status go to (the take's, shared by its users)."""
+        return f"{self.root}{ref.meeting_id}/{ref.take}/"
+
+    def marker_key(self, ref: TakeRef) -> str:
+        return self.take_prefix(ref) + self.marker_name
+
+    def lock_key(self, ref: TakeRef) -> str:
+        return self.take_prefix(ref) + LOCK_NAME
+
+    def status_key(self, ref: TakeRef) -> str:
+        return self.output_prefix(ref) + f"status_{ref.user_id}.json"
+
+    def output_keys(self, ref: TakeRef, audio_output: str) -> dict[str, str]:
+        """The key of each output by its role, as the original service named them."""
+        user, prefix = ref.user_id, self.output_prefix(ref)
+        keys = {
+            "video": f"{prefix}final_video_{user}.mp4",
+            "srt": f"{prefix}subtitle_{user}.srt",
+            "vtt": f"{prefix}subtitle_{user}.vtt",
+            "transcript": f"{prefix}transcript_{user}.json",
+        }
+        if audio_output != "none":
+            keys["audio"] = f"{prefix}final_audio_{user}.{audio_output}"
+        return keys
+
+    def split(self, key: str) -> tuple[TakeRef, str] | None:
+        """The take a key belongs to and the object's name, or None if it is not of a take."""
+        if not key.startswith(self.root):
+            return None
+        parts = key[len(self.root) :].split("/")
+        if len(parts) != 4 or not all(valid_id(p) for p in parts[:3]) or not parts[3]:
+            return None
+        return TakeRef(parts[0], parts[1], parts[2]), parts[3]
+
+    def marker_take(self, key: str) -> TakeRef | None:
+        """The take whose marker this key is, or None."""
+        found = self.split(key)
+        if found is None or found[1] != self.marker_name:
+            return None
+        return found[0]
