@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from consumer.events import TakeRef, valid_id
+from consumer.keys import TakeRef, valid_id
 
 # Libraries that say too much at INFO (a line per HTTP request): they log from WARNING.
 NOISY = ("botocore", "aiobotocore", "urllib3", "s3transfer", "aiohttp.access", "watchfiles")

@@ -20,8 +20,9 @@ from typing import Any
 
 import structlog
 
-from consumer.events import KeyLayout, valid_id
-from consumer.storage import PreconditionFailed, Storage, get_json
+from consumer.errors import PreconditionFailed
+from consumer.keys import KeyLayout, valid_id
+from consumer.storage import Storage, get_json
 from pipeline import meeting
 from pipeline.meeting import Participant
 

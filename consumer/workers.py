@@ -24,7 +24,6 @@ from consumer.errors import WorkerCrashed
 from pipeline.avlog import capture_ffmpeg_messages
 from pipeline.process import TakeOptions, TakeResult, process_take
 
-
 log = structlog.get_logger(__name__)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from consumer.events import TakeRef
+from consumer.keys import TakeRef
 from consumer.logs import key_fields, take_fields
 from pipeline.avlog import classify
 

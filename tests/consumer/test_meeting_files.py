@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from consumer.events import KeyLayout
+from consumer.keys import KeyLayout
 from consumer.meeting import MeetingTranscript, parse_started_at
-from consumer.storage import S3Storage
+from consumer.storage.s3 import S3Storage
 from tests.pipeline.test_meeting import said
 
 PREFIX = "recordings/m1/1/"
