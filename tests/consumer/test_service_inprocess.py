@@ -53,7 +53,7 @@ async def test_nothing_but_markers_of_the_layout_is_a_take(
         "recordings/m/t/u/v/done.json",
         "x/m/t/u/done.json",
     ):
-        emulator.send(QUEUE, r2_event(key))
+        emulator.send(QUEUE, r2_event(key, bucket=bucket))
     async with running(cloudflare_settings(emulator, bucket, tmp_path / "work")):
         await until(lambda: emulator.backlog(QUEUE) == 0, 20, "every message acknowledged")
     assert s3().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
@@ -69,7 +69,7 @@ async def test_an_oversized_marker_fails_the_take_unread(
     upload(bucket, tmp_path / "take", PREFIX)
     body = json.dumps({"pad": "x" * MAX_MARKER_BYTES}).encode()
     s3().put_object(Bucket=bucket, Key=KEYS.marker_key(REF), Body=body)
-    emulator.send(QUEUE, r2_event(KEYS.marker_key(REF), len(body)))
+    emulator.send(QUEUE, r2_event(KEYS.marker_key(REF), len(body), bucket=bucket))
     async with running(cloudflare_settings(emulator, bucket, tmp_path / "work")):
         failed = await until(lambda: final(bucket), 30, "the failure")
         await until(lambda: emulator.backlog(QUEUE) == 0, 10, "the message acknowledged")
@@ -93,7 +93,7 @@ async def test_a_store_that_fails_means_a_retry_with_a_delay(
 ) -> None:
     """No such bucket: a passing failure for the service; the message comes back later."""
     emulator.create_queue(QUEUE)
-    emulator.send(QUEUE, r2_event(KEYS.marker_key(REF)))
+    emulator.send(QUEUE, r2_event(KEYS.marker_key(REF), bucket="no-such-bucket"))
     settings = cloudflare_settings(emulator, "no-such-bucket", tmp_path / "work")
     async with running(settings):
         retried = await until(lambda: emulator.queues[QUEUE].retried, 20, "a retry")

@@ -79,7 +79,7 @@ def test_duplicate_marker_on_two_consumers_is_processed_once(
     make_take(tmp_path / "take", duration=2.0)
     upload(bucket, tmp_path / "take", PREFIX)
     put_marker(bucket, PREFIX, {"skip_transcription": True}, emulator)
-    emulator.send(QUEUE, r2_event(PREFIX + "done.json"))
+    emulator.send(QUEUE, r2_event(PREFIX + "done.json", bucket=bucket))
     env = env_for(emulator, bucket, tmp_path / "work", CF_BATCH_SIZE=1)
     with whisp(env, tmp_path / "a.log") as a, whisp(env, tmp_path / "b.log") as b:
         done = wait_for(lambda: state_is(bucket, "done"), 90, "the take")
@@ -182,7 +182,7 @@ def test_retryable_failure_ends_in_the_dead_letter_queue(
 ) -> None:
     """The bucket cannot be read: retried with backoff up to max_retries, then dead-lettered."""
     emulator.create_queue(QUEUE, max_retries=2, dead_letter="dlq")
-    emulator.send(QUEUE, r2_event(PREFIX + "done.json"))
+    emulator.send(QUEUE, r2_event(PREFIX + "done.json", bucket="no-such-bucket"))
     env = env_for(emulator, "no-such-bucket", tmp_path / "work")
     with whisp(env, tmp_path / "log") as w:
         wait_for(lambda: emulator.backlog("dlq") == 1, 60, "the dead letter")
@@ -236,7 +236,7 @@ def test_malformed_messages_and_hostile_keys_are_acknowledged(
         "recordings/m/t/u/v/done.json",
         "elsewhere/m/t/u/done.json",
     ):
-        emulator.send(QUEUE, r2_event(key))
+        emulator.send(QUEUE, r2_event(key, bucket=bucket))
     with whisp(env_for(emulator, bucket, tmp_path / "work"), tmp_path / "log") as w:
         wait_for(lambda: emulator.backlog(QUEUE) == 0, 30, "every message acknowledged")
         assert w.proc.poll() is None

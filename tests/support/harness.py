@@ -107,7 +107,8 @@ def upload(
         data = (folder / name).read_bytes()
         put = client.put_object(Bucket=bucket, Key=prefix + name, Body=data)
         if emulator is not None:
-            emulator.send(QUEUE, r2_event(prefix + name, len(data), put["ETag"].strip('"')))
+            etag = put["ETag"].strip('"')
+            emulator.send(QUEUE, r2_event(prefix + name, len(data), etag, bucket=bucket))
 
 
 def put_marker(
@@ -117,7 +118,8 @@ def put_marker(
     data = json.dumps(body).encode()
     put = client.put_object(Bucket=bucket, Key=prefix + "done.json", Body=data)
     if emulator is not None:
-        emulator.send(QUEUE, r2_event(prefix + "done.json", len(data), put["ETag"].strip('"')))
+        etag = put["ETag"].strip('"')
+        emulator.send(QUEUE, r2_event(prefix + "done.json", len(data), etag, bucket=bucket))
 
 
 def status(bucket: str, key: str) -> dict[str, Any] | None:
