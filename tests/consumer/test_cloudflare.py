@@ -9,8 +9,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 
-from consumer.errors import SourceUnavailable
+from consumer.errors import SourceError, SourceUnavailable
 from consumer.sources.cloudflare import CloudflareQueue
 from tests.support.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
 
@@ -228,3 +229,44 @@ async def test_emulator_expired_messages_go_to_the_dead_letter_queue(
     assert attempts == [1, 2] and await queue.receive(5) == []
     assert emulator.backlog(QUEUE) == 0 and emulator.backlog("dlq") == 1
     await queue.close()
+
+
+async def test_client_reads_the_backlog_and_backs_off_as_told(emulator: QueueEmulator) -> None:
+    emulator.create_queue(QUEUE)
+    for i in range(3):
+        emulator.send(QUEUE, r2_event(f"recordings/m/t/u/video_{i}.webm"))
+    queue = client(emulator)
+    assert len(await queue.receive(1)) == 1 and queue.backlog == 3
+    emulator.pause(QUEUE)
+    with pytest.raises(SourceUnavailable, match="10252") as err:
+        await queue.receive(1)
+    assert err.value.retry_after == 5
+    await queue.close()
+
+
+async def test_client_logs_an_ack_that_settled_less_than_sent(emulator: QueueEmulator) -> None:
+    """An ack with a lease the queue no longer knows: the API's warnings are logged."""
+    emulator.create_queue(QUEUE)
+    emulator.send(QUEUE, r2_event("recordings/m/t/u/done.json"))
+    queue = client(emulator)
+    [m] = await queue.receive(5)
+    await queue.ack([m])
+    with structlog.testing.capture_logs() as logs:
+        await queue.ack([m])  # gone already
+        await queue.retry(m, 10 * 86_400)  # a delay past 12 h is sent as 12 h, not refused
+    warned = [e for e in logs if e["event"] == "queue settled fewer messages than sent"]
+    assert len(warned) == 2 and warned[0]["settled"] == 0
+    assert m.handle in warned[0]["warnings"]
+    await queue.close()
+
+
+async def test_check_proves_an_http_pull_consumer_is_attached(emulator: QueueEmulator) -> None:
+    emulator.create_queue(QUEUE)
+    await client(emulator).check()
+    emulator.create_queue(QUEUE, consumer="worker")
+    with pytest.raises(SourceError, match=r"no HTTP pull consumer.*worker"):
+        await client(emulator).check()
+    emulator.create_queue(QUEUE, consumer=None)
+    with pytest.raises(SourceError, match="consumers: none"):
+        await client(emulator).check()
+    assert "ack" not in emulator.requests  # it changes nothing
