@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     s3_bucket_name: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "auto"
+    # An R2 bucket in a jurisdiction (eu, fedramp) has an endpoint of its own.
+    r2_jurisdiction: Literal["eu", "fedramp"] | None = None
 
     # Where events come from; unset means local unless a queue is configured.
     source: Source | None = None
@@ -113,9 +115,11 @@ class Settings(BaseSettings):
 
     @property
     def endpoint_url(self) -> str | None:
-        """S3_ENDPOINT_URL, else the R2 endpoint of ACCOUNT_ID, else AWS's default."""
+        """S3_ENDPOINT_URL, else the R2 endpoint of ACCOUNT_ID (and R2_JURISDICTION), else AWS's."""
         if self.s3_endpoint_url:
             return self.s3_endpoint_url
+        if self.account_id and self.r2_jurisdiction:
+            return f"https://{self.account_id}.{self.r2_jurisdiction}.r2.cloudflarestorage.com"
         if self.account_id:
             return f"https://{self.account_id}.r2.cloudflarestorage.com"
         return None

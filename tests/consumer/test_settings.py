@@ -11,13 +11,27 @@ from consumer.settings import SettingsError, load_settings
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
-    for name in ("SOURCE", "CF_QUEUE_ID", "SQS_QUEUE_URL", "WEBHOOK_URL"):
+    for name in ("SOURCE", "CF_QUEUE_ID", "SQS_QUEUE_URL", "WEBHOOK_URL", "S3_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
 def test_no_cloud_settings_means_the_local_source() -> None:
     settings = load_settings()
     assert settings.source == "local" and settings.sweep_interval > 0
+
+
+def test_r2_jurisdiction_builds_its_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCOUNT_ID", "abc123")
+    assert load_settings().endpoint_url == "https://abc123.r2.cloudflarestorage.com"
+    monkeypatch.setenv("R2_JURISDICTION", "eu")
+    assert load_settings().endpoint_url == "https://abc123.eu.r2.cloudflarestorage.com"
+    monkeypatch.setenv("R2_JURISDICTION", "fedramp")
+    assert load_settings().endpoint_url == "https://abc123.fedramp.r2.cloudflarestorage.com"
+    monkeypatch.setenv("S3_ENDPOINT_URL", "http://minio:9000")
+    assert load_settings().endpoint_url == "http://minio:9000"
+    monkeypatch.setenv("R2_JURISDICTION", "mars")
+    with pytest.raises(SettingsError, match="R2_JURISDICTION"):
+        load_settings()
 
 
 def test_missing_setting_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
