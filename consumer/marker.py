@@ -1,4 +1,5 @@
-"""The marker a client uploads when a take ends, and the options its JSON body may hold."""
+"""The marker a client uploads when a take ends, the options its JSON body may hold, and
+what they mean for the pipeline (with the service's settings) and for the chunks it needs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import json
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from consumer.errors import BadMarker
+from consumer.keys import TakeRef
+from consumer.settings import Settings
+from consumer.storage import ObjectInfo
+from pipeline.chunks import missing_chunks, parse_chunk_name
+from pipeline.media import MediaOptions
+from pipeline.process import TakeOptions
 from pipeline.transcribe import MODEL_NAMES
 
 MAX_MARKER_BYTES = 64 * 1024
@@ -51,3 +58,41 @@ def parse_marker(body: bytes) -> MarkerOptions:
         error = e.errors()[0]
         field = ".".join(str(p) for p in error["loc"])
         raise BadMarker(f"marker field {field}: {error['msg']}") from None
+
+
+def pipeline_options(settings: Settings, ref: TakeRef, marker: MarkerOptions) -> TakeOptions:
+    """The pipeline's options for a take: the service's settings, overridden by its marker."""
+    s = settings
+    return TakeOptions(
+        user_id=ref.user_id,
+        media=MediaOptions(
+            preset=s.video_preset,
+            crf=s.video_crf,
+            audio_output=s.audio_output,
+            max_duration=s.max_duration_seconds,
+            max_width=s.max_width,
+            max_height=s.max_height,
+        ),
+        transcribe=not marker.skip_transcription,
+        engine=s.whisper_engine,
+        model=marker.whisper_model or s.whisper_model,
+        language=marker.language or s.language,
+        device=s.whisper_device,
+        compute_type=s.whisper_compute_type,
+        threads=s.whisper_threads,
+        model_dir=s.whisper_model_dir,
+        expected_video=marker.video_chunks,
+        expected_audio=marker.audio_chunks,
+        max_total_bytes=s.max_total_bytes,
+        labels={"meeting_id": ref.meeting_id, "take": ref.take},
+    )
+
+
+def missing_in(chunks: list[ObjectInfo], options: MarkerOptions) -> dict[str, list[int]]:
+    """The chunk indices the marker's counts (or a hole in the numbering) say are missing."""
+    present: dict[str, list[int]] = {}
+    for chunk in chunks:
+        parsed = parse_chunk_name(chunk.name)
+        if parsed is not None:
+            present.setdefault(parsed[0], []).append(parsed[1])
+    return missing_chunks(present, options.video_chunks, options.audio_chunks)

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     chunk_wait_seconds: float = Field(600, ge=0)
     retry_delay_seconds: float = Field(10, ge=0, le=3600)
     drain_seconds: float = Field(60, ge=0)
-    sweep_interval_seconds: float = Field(0, ge=0)
+    sweep_interval_seconds: float = Field(300, ge=0)
     poll_interval_seconds: float = Field(1.0, gt=0)
 
     # Media and transcription.
@@ -126,8 +126,11 @@ class Settings(BaseSettings):
 
     @property
     def sweep_interval(self) -> float:
-        """The reconcile sweep's interval; always on for the local source."""
-        if self.source == "local" and not self.sweep_interval_seconds:
+        """The reconcile sweep's interval (0 turns it off); the local folder relies on it to
+        catch what its watch misses, so there it is always on, every 5 s unless set."""
+        if self.source == "local" and (
+            not self.sweep_interval_seconds or "sweep_interval_seconds" not in self.model_fields_set
+        ):
             return 5.0
         return self.sweep_interval_seconds
 

@@ -20,9 +20,16 @@ def test_jitter_takes_at_most_its_fraction_away() -> None:
     assert len(delays) > 100  # consumers that failed together do not come back together
 
 
-@pytest.mark.parametrize("left", [1.0, 12.0, 600.0])
-def test_chunk_wait_never_passes_the_deadline(left: float) -> None:
-    assert all(0 < retry.chunk_wait_delay(left) <= left for _ in range(50))
+@pytest.mark.parametrize(
+    ("left", "low", "high"),
+    [(0.1, 1.0, 1.6), (1.0, 1.0, 2.3), (3.0, 3.0, 5.0), (12.0, 4.0, 5.0), (600, 120, 150)],
+)
+def test_chunk_wait_looks_again_in_time_and_last_just_past_the_deadline(
+    left: float, low: float, high: float
+) -> None:
+    """Never sooner than a queue can delay (a second), a quarter of what is left while
+    much is, and, when less than the shortest wait is left, once more just past it."""
+    assert all(low <= retry.chunk_wait_delay(left) <= high for _ in range(100))
 
 
 def test_lease_wait_comes_back_after_the_lease_ends_within_bounds() -> None:
