@@ -74,6 +74,12 @@ class Whisp:
     def events(self, name: str) -> list[dict[str, Any]]:
         return [line for line in self.lines() if line.get("event") == name]
 
+    @property
+    def owner(self) -> str | None:
+        """The owner name this consumer writes in leases and status records."""
+        started = self.events("whisp started")
+        return str(started[0]["owner"]) if started else None
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -129,6 +135,20 @@ def status(bucket: str, key: str) -> dict[str, Any] | None:
     except client.exceptions.NoSuchKey:
         return None
     return dict(json.loads(body))
+
+
+def versioned(bucket: str) -> str:
+    """Turn on versioning, so that every upload of a key can be counted."""
+    client: Any = s3()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return bucket
+
+
+def uploads(bucket: str, key: str) -> int:
+    """How many times ``key`` was written (the bucket must be ``versioned``)."""
+    client: Any = s3()
+    found = client.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+    return sum(1 for v in found if v["Key"] == key)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 90, what: str = "condition") -> Any:
