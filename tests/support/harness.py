@@ -52,12 +52,13 @@ def env_for(
 class Whisp:
     """One ``whisp run`` process; its log lines are kept for assertions."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, cwd: Path | None = None) -> None:
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "consumer", "run"],
             env=env,
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -90,8 +91,9 @@ class Whisp:
 
 
 @contextmanager
-def whisp(env: dict[str, str], log: Path) -> Iterator[Whisp]:
-    w = Whisp(env, log)
+def whisp(env: dict[str, str], log: Path, cwd: Path | None = None) -> Iterator[Whisp]:
+    """``whisp run`` (of the code in ``cwd``, when given) for the block; killed if left on."""
+    w = Whisp(env, log, cwd)
     try:
         yield w
     finally:
