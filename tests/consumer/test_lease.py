@@ -6,23 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from pathlib import Path
 
 import pytest
 
 from consumer.errors import LeaseHeld, LeaseLost
 from consumer.lease import Lease
 from consumer.storage import Storage
-from consumer.storage.local import LocalStorage
 from tests.support.s3 import s3_storage
 from tests.support.s3proxy import S3Proxy, renewals_of_locks
-
-
-@pytest.fixture(params=["s3", "local"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    if request.param == "s3":
-        return s3_storage(request.getfixturevalue("bucket"))
-    return LocalStorage(tmp_path / "bucket")
 
 
 async def test_lease_one_winner_and_stale_takeover(storage: Storage) -> None:

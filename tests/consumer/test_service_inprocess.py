@@ -10,7 +10,7 @@ from typing import Any
 from consumer.keys import KeyLayout, TakeRef
 from consumer.marker import MAX_MARKER_BYTES
 from tests.support.cfqueue import QueueEmulator, r2_event
-from tests.support.harness import QUEUE, put_marker, status, upload
+from tests.support.harness import QUEUE, put_marker, send_non_takes, status, upload
 from tests.support.inprocess import cloudflare_settings, running, until
 from tests.support.s3 import s3
 from tests.support.takes import make_take
@@ -46,18 +46,13 @@ async def test_nothing_but_markers_of_the_layout_is_a_take(
     emulator: QueueEmulator, bucket: str, tmp_path: Path
 ) -> None:
     emulator.create_queue(QUEUE)
-    emulator.send(QUEUE, "not json", content_type="text")
-    emulator.send(QUEUE, {"unexpected": True})
-    for key in (
-        "recordings/../../etc/done.json",
-        "recordings/m/t/u/v/done.json",
-        "x/m/t/u/done.json",
-    ):
-        emulator.send(QUEUE, r2_event(key, bucket=bucket))
-    async with running(cloudflare_settings(emulator, bucket, tmp_path / "work")):
+    sent = send_non_takes(emulator, bucket)
+    async with running(cloudflare_settings(emulator, bucket, tmp_path / "work")) as service:
         await until(lambda: emulator.backlog(QUEUE) == 0, 20, "every message acknowledged")
+        assert service.running == set() and service.deliveries == set()
     assert s3().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
-    assert len(emulator.acked(QUEUE)) == 5
+    assert len(emulator.acked(QUEUE)) == sent
+    assert emulator.queues[QUEUE].retried == []
 
 
 async def test_an_oversized_marker_fails_the_take_unread(

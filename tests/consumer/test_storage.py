@@ -13,13 +13,6 @@ from consumer.storage.local import LocalStorage
 from tests.support.s3 import s3, s3_storage
 
 
-@pytest.fixture(params=["s3", "local"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    if request.param == "s3":
-        return s3_storage(request.getfixturevalue("bucket"))
-    return LocalStorage(tmp_path / "bucket")
-
-
 async def test_conditional_put_creates_once_and_replaces_only_its_version(storage: Storage) -> None:
     etag = await storage.put_bytes("a/lock", b"one", if_none_match=True)
     with pytest.raises(PreconditionFailed):

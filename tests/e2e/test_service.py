@@ -13,7 +13,16 @@ import pytest
 from consumer.keys import KeyLayout, TakeRef
 from consumer.sweep import Sweep
 from tests.support.cfqueue import QueueEmulator, r2_event
-from tests.support.harness import QUEUE, env_for, put_marker, status, upload, wait_for, whisp
+from tests.support.harness import (
+    QUEUE,
+    env_for,
+    put_marker,
+    send_non_takes,
+    status,
+    upload,
+    wait_for,
+    whisp,
+)
 from tests.support.s3 import s3, s3_storage
 from tests.support.takes import make_take
 
@@ -240,16 +249,7 @@ def test_malformed_messages_and_hostile_keys_are_acknowledged(
 ) -> None:
     """Nothing here is a take: all acknowledged, nothing written, the service runs on."""
     emulator.create_queue(QUEUE)
-    emulator.send(QUEUE, "not json", content_type="text")
-    emulator.send(QUEUE, "AAAA", content_type="v8")
-    emulator.send(QUEUE, {"unexpected": True})
-    for key in (
-        "recordings/../../etc/x/done.json",
-        "recordings/m/t/../done.json",
-        "recordings/m/t/u/v/done.json",
-        "elsewhere/m/t/u/done.json",
-    ):
-        emulator.send(QUEUE, r2_event(key, bucket=bucket))
+    send_non_takes(emulator, bucket)
     with whisp(env_for(emulator, bucket, tmp_path / "work"), tmp_path / "log") as w:
         wait_for(lambda: emulator.backlog(QUEUE) == 0, 30, "every message acknowledged")
         assert w.proc.poll() is None

@@ -25,7 +25,6 @@ test inspects it; faults are injected on demand.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -36,6 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.support.cfqueue_api import MALFORMED, NOT_FOUND, ApiError, Queue, Queues
+from tests.support.served import Served
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 TOKEN = "test-token-" + "x" * 20
@@ -67,9 +67,7 @@ class QueueEmulator:
         self.faults: list[Fault] = []
         self.requests: list[str] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        self._served = Served(self._app, "cf-queue-emulator")
 
     # ----- set-up and inspection, from the test's thread -----
 
@@ -121,43 +119,28 @@ class QueueEmulator:
         return self.api.queues
 
     @property
+    def port(self) -> int:
+        return self._served.port
+
+    @property
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self.port}/client/v4"
 
     # ----- the server -----
 
+    def _app(self) -> web.Application:
+        app = web.Application()
+        base = "/client/v4/accounts/{account}/queues/{queue}"
+        app.router.add_post(base + "/messages{action:(/pull|/ack|/batch)?}", self._handle)
+        app.router.add_get(base + "/{action:consumers}", self._handle)
+        return app
+
     def __enter__(self) -> QueueEmulator:
-        ready = threading.Event()
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            base = "/client/v4/accounts/{account}/queues/{queue}"
-            app.router.add_post(base + "/messages{action:(/pull|/ack|/batch)?}", self._handle)
-            app.router.add_get(base + "/{action:consumers}", self._handle)
-            runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            server = site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="cf-queue-emulator", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._served.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+        self._served.__exit__(*exc)
 
     @staticmethod
     def _error(error: ApiError) -> web.Response:

@@ -130,6 +130,22 @@ def put_marker(
         emulator.send(QUEUE, r2_event(prefix + "done.json", len(data), etag, bucket=bucket))
 
 
+def send_non_takes(emulator: QueueEmulator, bucket: str) -> int:
+    """Messages that are not takes (unreadable bodies, hostile or foreign keys); how many."""
+    emulator.send(QUEUE, "not json", content_type="text")
+    emulator.send(QUEUE, "AAAA", content_type="v8")
+    emulator.send(QUEUE, {"unexpected": True})
+    keys = [
+        "recordings/../../etc/x/done.json",
+        "recordings/m/t/../done.json",
+        "recordings/m/t/u/v/done.json",
+        "elsewhere/m/t/u/done.json",
+    ]
+    for key in keys:
+        emulator.send(QUEUE, r2_event(key, bucket=bucket))
+    return 3 + len(keys)
+
+
 def status(bucket: str, key: str) -> dict[str, Any] | None:
     client: Any = s3()
     try:

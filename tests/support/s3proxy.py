@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from tests.support.served import Served
+
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "expect"}
 
 
@@ -61,13 +63,11 @@ class S3Proxy:
         self.delay = delay
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        self._served = Served(self._app, "s3-proxy")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self._served.port}"
 
     def requests(self, method: str, path_part: str) -> list[Seen]:
         """The requests of this method whose path holds ``path_part`` (failed ones too)."""
@@ -100,33 +100,14 @@ class S3Proxy:
             out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
             return web.Response(status=answer.status, body=data, headers=out)
 
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        return app
+
     def __enter__(self) -> S3Proxy:
-        ready = threading.Event()
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application(client_max_size=1 << 30)
-            app.router.add_route("*", "/{tail:.*}", self._forward)
-            runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            server = site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="s3-proxy", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._served.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+        self._served.__exit__(*exc)
