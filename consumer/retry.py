@@ -54,6 +54,12 @@ def jittered(seconds: float, jitter: float = JITTER) -> float:
     return compute_backoff(1, base=seconds, jitter=jitter, max_backoff=seconds)
 
 
+def first_sweep_delay(interval: float) -> float:
+    """Before a consumer's first sweep: up to ``JITTER`` of the interval, at random, so that
+    consumers started together (a deploy) do not all list the bucket at once."""
+    return interval - jittered(interval)
+
+
 def idle_poll_delay(empty_polls: int, max_delay: float) -> float:
     """After ``empty_polls`` empty answers in a row: the wait before polling again."""
     return compute_backoff(empty_polls, base=IDLE_POLL_BASE, max_backoff=max_delay)

@@ -38,20 +38,20 @@ import structlog
 
 from consumer import metrics
 from consumer.backends import make_source, make_storage
+from consumer.delivery import Delivery
 from consumer.errors import SourceUnavailable, StorageError
 from consumer.keys import KeyLayout, TakeRef
 from consumer.retry import (
-    JITTER,
+    first_sweep_delay,
     idle_poll_delay,
     jittered,
     source_error_delay,
-    take_retry_delay,
 )
 from consumer.settings import Settings
 from consumer.sources import Message, Source
 from consumer.storage import Storage
 from consumer.sweep import Sweep
-from consumer.take import Claim, Outcome, TakeJob
+from consumer.take import TakeJob
 from consumer.webhook import Notifier
 from consumer.workers import WorkerPool
 
@@ -69,12 +69,12 @@ class Service:
         notifier = None
         if settings.webhook_url and settings.webhook_secret is not None:
             notifier = Notifier(settings.webhook_url, settings.webhook_secret.get_secret_value())
-        self.job = TakeJob(settings, storage, self.workers, self.keys, self.owner, notifier)
+        job = TakeJob(settings, storage, self.workers, self.keys, self.owner, notifier)
+        self.delivery = Delivery(job, source, settings)
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()  # set when a worker becomes free
         self.deliveries: set[asyncio.Task[None]] = set()  # one per busy worker
         self.running: set[TakeRef] = set()  # takes this consumer is on, from dispatch
-        self.takes_handled = 0
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -86,6 +86,10 @@ class Service:
             log.info("stopping: no new takes; draining", drain_seconds=self.settings.drain_seconds)
             self.stopping.set()
             self.wake.set()
+
+    @property
+    def takes_handled(self) -> int:
+        return self.delivery.takes_handled
 
     @property
     def free(self) -> int:
@@ -148,7 +152,7 @@ class Service:
             refs = self._takes_in(message)
             new = [ref for ref in refs if ref not in self.running]
             if new:
-                self._dispatch(self._deliver(message, new), new)
+                self._dispatch(self.delivery.message(message, new), new)
                 continue
             if refs:
                 log.info("marker of a take running here acknowledged", take=str(refs[0]))
@@ -156,7 +160,7 @@ class Service:
                 log.warning("unreadable message acknowledged", message_id=message.id)
             settled.append(message)
         if settled:
-            await self._settle(settled, None)
+            await self.delivery.settle(settled, None)
 
     def _takes_in(self, message: Message) -> list[TakeRef]:
         """The takes whose markers the message reports written, in this bucket's layout."""
@@ -188,100 +192,10 @@ class Service:
 
         task.add_done_callback(done)
 
-    async def _deliver(self, message: Message, refs: list[TakeRef]) -> None:
-        """Claim the message's takes, settle the message, then make what was claimed."""
-        claims: list[Claim] = []
-        delays: list[float] = []
-        keeper = asyncio.create_task(self._keep_hidden(message))
-        try:
-            for ref in refs:
-                step = await self._claim(ref, message.attempts)
-                if isinstance(step, Claim):
-                    claims.append(step)
-                elif not step.ack:
-                    delays.append(step.delay)
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-        await self._settle([message], max(delays) if delays else None)
-        for claim in claims:
-            await self._work(claim)
-
-    async def _sweep_take(self, ref: TakeRef) -> None:
-        step = await self._claim(ref, attempts=1)
-        if isinstance(step, Claim):
-            await self._work(step)
-
-    async def _claim(self, ref: TakeRef, attempts: int) -> Claim | Outcome:
-        """The claim phase, counted as running until its work ends (or it claims nothing)."""
-        metrics.RUNNING.inc()
-        claimed = False
-        try:
-            step = await self._claim_or_retry(ref, attempts)
-            claimed = isinstance(step, Claim)
-            if isinstance(step, Outcome):
-                metrics.TAKES.labels(step.state).inc()
-            return step
-        finally:
-            if not claimed:
-                metrics.RUNNING.dec()
-
-    async def _claim_or_retry(self, ref: TakeRef, attempts: int) -> Claim | Outcome:
-        """The take job's claim; a passing failure becomes a retry, never a crash."""
-        try:
-            return await self.job.claim(ref)
-        except StorageError as e:
-            log.warning("storage error; will retry", take=str(ref), error=str(e))
-            delay = take_retry_delay(attempts, self.settings.retry_delay_seconds)
-            return Outcome("retry", str(e), delay)
-        except Exception as e:
-            log.exception("unexpected error; will retry", take=str(ref))
-            delay = take_retry_delay(attempts, self.settings.retry_delay_seconds, unexpected=True)
-            return Outcome("retry", f"{type(e).__name__}: {e}", delay)
-
-    async def _work(self, claim: Claim) -> None:
-        """The work phase; its message is settled already, so failures only get logged."""
-        started = time.monotonic()
-        state = "retry"  # what an interrupted take comes to: the sweep takes it up again
-        try:
-            state = (await self.job.work(claim)).state
-        except StorageError as e:
-            log.warning("storage error; the sweep will take the take up again", error=str(e))
-        except Exception:
-            log.exception("unexpected error; the sweep will take the take up again")
-        finally:
-            self.takes_handled += 1
-            metrics.RUNNING.dec()
-            metrics.TAKES.labels(state).inc()
-            metrics.TAKE_SECONDS.observe(time.monotonic() - started)
-
-    async def _settle(self, messages: list[Message], retry_after: float | None) -> None:
-        """Acknowledge the messages, or retry them after ``retry_after`` seconds."""
-        try:
-            if retry_after is None:
-                await self.source.ack(messages)
-                metrics.MESSAGES.labels("acked").inc(len(messages))
-            else:
-                for message in messages:
-                    await self.source.retry(message, retry_after)
-                metrics.MESSAGES.labels("retried").inc(len(messages))
-        except SourceUnavailable as e:
-            log.warning("could not settle messages; they will come back", error=str(e))
-
-    async def _keep_hidden(self, message: Message) -> None:
-        """Keep the message invisible while its takes are claimed (where the source can)."""
-        while True:
-            try:
-                await self.source.extend(message, self.settings.lease_seconds * 3)
-            except SourceUnavailable as e:
-                log.warning("could not extend the message's visibility", error=str(e))
-            await asyncio.sleep(self.settings.lease_seconds)
-
     async def _sweep_loop(self) -> None:
         sweep = Sweep(self.storage, self.keys)
         interval = self.settings.sweep_interval
-        await self._wait(interval * JITTER * random.random())  # consumers started together
+        await self._wait(first_sweep_delay(interval))
         while not self.stopping.is_set():
             try:
                 found = await sweep.pending(time.time())
@@ -294,7 +208,7 @@ class Service:
                     break
                 if ref not in self.running:
                     log.info("sweep found a take without a final status", take=str(ref))
-                    self._dispatch(self._sweep_take(ref), [ref])
+                    self._dispatch(self.delivery.swept(ref), [ref])
             await self._wait(jittered(interval))
 
     async def _until_woken(self) -> None:

@@ -38,6 +38,11 @@ def test_lease_wait_comes_back_after_the_lease_ends_within_bounds() -> None:
     assert retry.lease_wait_delay(1e6) <= retry.LEASE_WAIT_MAX / (1 - retry.JITTER)
 
 
+def test_consumers_started_together_sweep_at_different_times() -> None:
+    delays = {retry.first_sweep_delay(300.0) for _ in range(100)}
+    assert all(0 <= d <= 60 for d in delays) and len(delays) > 50
+
+
 def test_take_retries_grow_and_unexpected_errors_wait_longer() -> None:
     first = retry.take_retry_delay(1, 10.0)
     assert 8.0 <= first <= 10.0
