@@ -5,6 +5,8 @@
     python bench/run.py memory   [--minutes 10 60] peak memory, long take vs short take
     python bench/run.py whisper                   faster-whisper vs openai-whisper, same model
     python bench/run.py queue    [--messages 5000] non-marker acks per second, marker to done
+    python bench/run.py delivery [--markers 20]   20 markers at once on two consumers: marker
+                                                  to done, this tree vs the code before issue 10
     python bench/run.py all
 
 The FFmpeg CLI comes from the imageio-ffmpeg wheel (whisp itself needs no CLI).
@@ -388,16 +390,140 @@ def bench_latency() -> None:
     )
 
 
+OLD_COMMIT = "8018a0e"  # the consumer before issue 10 (claim-then-ack, pull what can start)
+
+
+def old_tree() -> Path:
+    """The code at OLD_COMMIT, exported (not a worktree) to the temporary folder, once;
+    outside the repository, so that neither mypy nor ruff reads it."""
+    folder = Path(tempfile.gettempdir()) / f"whisp-{OLD_COMMIT}"
+    if not (folder / ".made").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", OLD_COMMIT], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+        (folder / ".made").write_text(OLD_COMMIT)
+    return folder
+
+
+def delivery_run(
+    tree: Path, emulator: Any, bucket: str, folder: Path, markers: int, visibility_ms: int
+) -> dict[str, Any]:
+    """Two ``whisp run`` of ``tree`` (one worker each) and ``markers`` markers landing at
+    once: each take's time from its marker to the first sight of ``done``, and what the
+    queue was left with."""
+    import boto3
+
+    from tests.support.cfqueue import r2_event
+    from tests.support.harness import env_for, status, upload, wait_for, whisp
+
+    client = boto3.client("s3", endpoint_url=os.environ["WHISP_TEST_S3"], region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    queue = f"{abs(hash(bucket)) % 16**32:032x}"
+    emulator.create_queue(queue, max_retries=3, dead_letter=queue[::-1])
+    prefixes = [f"recordings/bench/1/u{i}/" for i in range(markers)]
+    for prefix in prefixes:
+        upload(bucket, folder, prefix)
+    statuses = [f"recordings/bench/1/status_u{i}.json" for i in range(markers)]
+    work = Path(tempfile.mkdtemp())
+    env = env_for(
+        None,
+        bucket,
+        work,
+        CF_API_BASE=emulator.api_base,
+        CF_QUEUE_ID=queue,
+        CF_VISIBILITY_TIMEOUT_MS=visibility_ms,
+        CF_BATCH_SIZE=10,
+        CONCURRENCY=1,
+        LEASE_SECONDS=30,
+        RETRY_DELAY_SECONDS=10,
+        PYTHONPATH=str(tree),
+    )
+    done_at: dict[int, float] = {}
+    with whisp(env, work / "a.log", cwd=tree) as a, whisp(env, work / "b.log", cwd=tree) as b:
+        wait_for(lambda: a.events("whisp started") and b.events("whisp started"), 60)
+        body = json.dumps({"skip_transcription": True}).encode()
+        for prefix in prefixes:
+            client.put_object(Bucket=bucket, Key=prefix + "done.json", Body=body)
+        landed = time.monotonic()
+        for prefix in prefixes:  # the markers' notifications arrive at once
+            emulator.send(queue, r2_event(prefix + "done.json", len(body), bucket=bucket))
+
+        def all_done() -> bool:
+            for i, key in enumerate(statuses):
+                if i not in done_at and (status(bucket, key) or {}).get("state") == "done":
+                    done_at[i] = time.monotonic() - landed
+            return len(done_at) == markers
+
+        wait_for(all_done, 600, "every take done")
+        if visibility_ms <= 60_000:  # let redeliveries of markers acked late show
+            time.sleep(visibility_ms / 1000 + 1)
+        runs = len(a.events("take done")) + len(b.events("take done"))
+        a.stop()
+        b.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    latencies = sorted(done_at.values())
+    return {
+        "mean": sum(latencies) / len(latencies),
+        "p50": latencies[len(latencies) // 2],
+        "max": latencies[-1],
+        "runs": runs,
+        "left": emulator.backlog(queue),
+        "dead": emulator.backlog(queue[::-1]),
+    }
+
+
+def bench_delivery(markers: int) -> None:
+    """Marker-to-done latency with the markers of ``markers`` short takes landing at once
+    on two consumers of one worker each, this tree against the code at OLD_COMMIT, with
+    the default visibility timeout and with one shorter than the queue's wait."""
+    import logging
+
+    from tests.support.cfqueue import QueueEmulator
+    from tests.support.s3 import moto_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the S3 server's request log
+    folder = take("delivery-2s", duration=2.0, chunks=2)
+    trees = {"new": ROOT, "old": old_tree()}
+    with moto_server(), QueueEmulator() as emulator:
+        for visibility_ms in (900_000, 5_000):
+            found = {
+                label: delivery_run(
+                    tree, emulator, f"bench-{label}-{visibility_ms}", folder, markers, visibility_ms
+                )
+                for label, tree in trees.items()
+            }
+            new, old = found["new"], found["old"]
+            print(
+                f"delivery {markers} markers at once, 2 consumers x 1 worker, 2 s takes, "
+                f"visibility {visibility_ms / 1000:g} s: marker to done mean/p50/max "
+                f"new {new['mean']:.1f}/{new['p50']:.1f}/{new['max']:.1f} s, "
+                f"old ({OLD_COMMIT}) {old['mean']:.1f}/{old['p50']:.1f}/{old['max']:.1f} s; "
+                f"ratio old/new mean = {old['mean'] / new['mean']:.2f}, "
+                f"max = {old['max'] / new['max']:.2f}; takes made new {new['runs']}, "
+                f"old {old['runs']}; messages left/dead-lettered new {new['left']}/{new['dead']}, "
+                f"old {old['left']}/{old['dead']}",
+                flush=True,
+            )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["video", "copy", "memory", "whisper", "queue", "all"])
+    p.add_argument(
+        "what", choices=["video", "copy", "memory", "whisper", "queue", "delivery", "all"]
+    )
     p.add_argument("--minutes", type=float, nargs="*", default=None)
     p.add_argument("--messages", type=int, default=5000)
+    p.add_argument("--markers", type=int, default=20)
     p.add_argument("--repeat", type=int, default=8, help="times the 15 s speech is repeated")
     args = p.parse_args()
     minutes = args.minutes or []
     if args.what in ("queue", "all"):
         bench_queue(args.messages)
+    if args.what in ("delivery", "all"):
+        bench_delivery(args.markers)
     if args.what in ("whisper", "all"):
         bench_whisper(args.repeat)
     if args.what in ("copy", "all"):

@@ -1,4 +1,4 @@
-"""Notification bodies become ``ObjectEvent``s (which key was written, how).
+"""Notification bodies become ``ObjectEvent``s (which key of which bucket).
 
 Bodies come from R2 (Cloudflare Queues), from S3 through SQS (possibly inside an SNS
 envelope), or from the local folder watcher. Anything that cannot be read is ``None`` or
@@ -21,6 +21,7 @@ class ObjectEvent:
     created: bool
     size: int | None = None
     etag: str | None = None
+    bucket: str | None = None  # None where the source does not say (the local folder)
 
 
 def parse_r2(body: Any) -> ObjectEvent | None:
@@ -33,11 +34,13 @@ def parse_r2(body: Any) -> ObjectEvent | None:
         return None
     size = obj.get("size")
     etag = obj.get("eTag")
+    bucket = body.get("bucket")
     return ObjectEvent(
         key=obj["key"],
         created=action in CREATE_ACTIONS,
         size=size if isinstance(size, int) else None,
         etag=etag.strip('"') if isinstance(etag, str) else None,
+        bucket=bucket if isinstance(bucket, str) else None,
     )
 
 
@@ -56,7 +59,8 @@ def parse_s3(body: Any) -> list[ObjectEvent]:
             obj = record["s3"]["object"]
             key = urllib.parse.unquote_plus(obj["key"])
             name = str(record.get("eventName", ""))
-        except (KeyError, TypeError):
+            bucket = record["s3"].get("bucket", {}).get("name")
+        except (KeyError, TypeError, AttributeError):
             continue
         size = obj.get("size")
         etag = obj.get("eTag")
@@ -66,6 +70,7 @@ def parse_s3(body: Any) -> list[ObjectEvent]:
                 created=name.startswith("ObjectCreated"),
                 size=size if isinstance(size, int) else None,
                 etag=etag.strip('"') if isinstance(etag, str) else None,
+                bucket=bucket if isinstance(bucket, str) else None,
             )
         )
     return events

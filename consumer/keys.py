@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pipeline.process import output_names
+
 ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 LOCK_NAME = ".lock"
 
@@ -71,17 +73,10 @@ class KeyLayout:
         return self.output_prefix(ref) + f"status_{ref.user_id}.json"
 
     def output_keys(self, ref: TakeRef, audio_output: str) -> dict[str, str]:
-        """The key of each output by its role, as the original service named them."""
-        user, prefix = ref.user_id, self.output_prefix(ref)
-        keys = {
-            "video": f"{prefix}final_video_{user}.mp4",
-            "srt": f"{prefix}subtitle_{user}.srt",
-            "vtt": f"{prefix}subtitle_{user}.vtt",
-            "transcript": f"{prefix}transcript_{user}.json",
-        }
-        if audio_output != "none":
-            keys["audio"] = f"{prefix}final_audio_{user}.{audio_output}"
-        return keys
+        """The key of each output by its role: the names the original service gave them
+        (the pipeline's ``output_names``, one definition) in the take's output folder."""
+        names = output_names(ref.user_id, audio_output)
+        return {role: self.output_prefix(ref) + name for role, name in names.items()}
 
     def split(self, key: str) -> tuple[TakeRef, str] | None:
         """The take a key belongs to and the object's name, or None if it is not of a take."""

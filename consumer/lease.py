@@ -3,7 +3,12 @@
 A lock object beside the take is created with a conditional PUT (``If-None-Match: *``).
 It names its owner and an expiry, is renewed while the work goes on (``If-Match`` on its
 own ETag), and a stale one (expired: its owner died) is taken over with ``If-Match`` on
-the stale ETag, so of two consumers racing for it exactly one wins.
+the stale ETag, so of two consumers racing for it exactly one wins. A live lease is never
+taken over, not even by its own owner: a second task of one consumer gets ``LeaseHeld``.
+
+A lease that cannot be renewed before it expires (or that someone else replaced) is lost:
+``lost`` is set, ``hold`` cancels the work it guards, and ``check`` refuses every write
+that follows, so a consumer that lost its take never uploads beside the new owner.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import structlog
 
@@ -20,6 +26,20 @@ from consumer.errors import LeaseHeld, LeaseLost, PreconditionFailed
 from consumer.storage import Storage
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# Renewed three times per lease length: two renewals may fail before it is lost.
+RENEWALS_PER_LEASE = 3
+LOCK_MAX_BYTES = 4096
+
+
+def read_lock(data: bytes) -> tuple[str, float]:
+    """The owner and expiry (epoch s) a lock object names; an unreadable one is stale."""
+    try:
+        held = json.loads(data)
+        return str(held["owner"]), float(held["expires"])
+    except (ValueError, KeyError, TypeError):
+        return "unknown", 0.0
 
 
 class Lease:
@@ -37,71 +57,105 @@ class Lease:
         self.seconds = seconds
         self.clock = clock
         self.etag: str | None = None
-        self.lost = False
+        self.expires = 0.0
+        self.lost = asyncio.Event()
         self._renewer: asyncio.Task[None] | None = None
 
-    def _body(self) -> bytes:
+    def _body(self) -> tuple[bytes, float]:
         expires = self.clock() + self.seconds
-        return json.dumps({"owner": self.owner, "expires": expires}).encode()
+        return json.dumps({"owner": self.owner, "expires": expires}).encode(), expires
+
+    async def _put(self, **condition: Any) -> None:
+        body, expires = self._body()
+        self.etag = await self.storage.put_bytes(self.key, body, **condition)
+        self.expires = expires
 
     async def acquire(self) -> None:
-        """Take the lease, or take over a stale one; raises ``LeaseHeld`` if it is live."""
+        """Take the lease, or take over a stale one; ``LeaseHeld`` while it is live."""
         try:
-            self.etag = await self.storage.put_bytes(self.key, self._body(), if_none_match=True)
+            await self._put(if_none_match=True)
             return
         except PreconditionFailed:
             pass
-        current = await self.storage.get_bytes(self.key, max_bytes=4096)
+        current = await self.storage.get_bytes(self.key, max_bytes=LOCK_MAX_BYTES)
         if current is None:  # released between our two calls: try once more
-            self.etag = await self.storage.put_bytes(self.key, self._body(), if_none_match=True)
+            await self._put(if_none_match=True)
             return
         data, etag = current
-        try:
-            held = json.loads(data)
-            owner, expires = str(held["owner"]), float(held["expires"])
-        except (ValueError, KeyError, TypeError):
-            owner, expires = "unknown", 0.0  # an unreadable lock is a stale one
+        owner, expires = read_lock(data)
         left = expires - self.clock()
-        if left > 0 and owner != self.owner:
-            raise LeaseHeld(owner, left)
+        if left > 0:
+            raise LeaseHeld("this consumer" if owner == self.owner else owner, left)
         try:
-            self.etag = await self.storage.put_bytes(self.key, self._body(), if_match=etag)
+            await self._put(if_match=etag)
         except PreconditionFailed:
             raise LeaseHeld("another consumer", self.seconds) from None
         log.info("lease taken over", stale_owner=owner)
 
+    def check(self) -> None:
+        """Raise ``LeaseLost`` unless the lease is still ours and unexpired."""
+        if self.lost.is_set() or self.clock() >= self.expires:
+            self._lose("expired before it was renewed")
+            raise LeaseLost(self.key)
+
+    def _lose(self, why: str) -> None:
+        if not self.lost.is_set():
+            log.error("lease lost", key=self.key, reason=why)
+            self.lost.set()
+
     async def renew(self) -> None:
+        """Extend the lease by its length from now; ``LeaseLost`` if it is no longer ours."""
+        self.check()
         try:
-            self.etag = await self.storage.put_bytes(self.key, self._body(), if_match=self.etag)
+            await self._put(if_match=self.etag)
         except PreconditionFailed:
-            self.lost = True
+            self._lose("replaced by another consumer")
             raise LeaseLost(self.key) from None
 
     def keep_renewed(self) -> None:
-        """Renew in the background at a third of the lease's length until released."""
+        """Renew in the background until released; a renewal that cannot succeed before
+        the lease expires loses it."""
 
         async def loop() -> None:
-            while True:
-                await asyncio.sleep(self.seconds / 3)
+            while not self.lost.is_set():
+                await asyncio.sleep(self.seconds / RENEWALS_PER_LEASE)
                 try:
-                    await self.renew()
+                    await asyncio.wait_for(self.renew(), max(0.0, self.expires - self.clock()))
                 except LeaseLost:
-                    log.error("lease lost", key=self.key)
                     return
-                except Exception as e:
-                    log.warning("lease renewal failed", error=str(e))
+                except Exception as e:  # a passing failure: try again while time is left
+                    log.warning("lease renewal failed", error=str(e) or type(e).__name__)
+                    if self.clock() >= self.expires:
+                        self._lose("renewals failed until it expired")
 
         self._renewer = asyncio.create_task(loop())
 
+    async def hold(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` while the lease is held; cancel it and raise ``LeaseLost`` if lost."""
+        task = asyncio.ensure_future(work)
+        lost = asyncio.create_task(self.lost.wait())
+        try:
+            await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            raise LeaseLost(self.key)
+        return task.result()
+
     async def release(self) -> None:
+        """Stop renewing and delete the lock if it is still ours (a lost one is left)."""
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
-        if self.etag is None or self.lost:
+        if self.etag is None or self.lost.is_set():
             return
         with contextlib.suppress(Exception):
-            current = await self.storage.get_bytes(self.key, max_bytes=4096)
+            current = await self.storage.get_bytes(self.key, max_bytes=LOCK_MAX_BYTES)
             if current is not None and current[1] == self.etag:
                 await self.storage.delete(self.key)
         self.etag = None

@@ -123,10 +123,10 @@ class Lifecycle:
 
     def _draining(self) -> str:
         left = max(0.0, self.drain_deadline - time.monotonic())
-        return f"STATUS=draining: {len(self.service.tasks)} take(s) running, {left:.0f} s left"
+        return f"STATUS=draining: {len(self.service.deliveries)} take(s) running, {left:.0f} s left"
 
     async def _report_drain(self) -> None:
-        while self.service.tasks:
+        while self.service.deliveries:
             await asyncio.sleep(1.0)
             systemd.notify(self._draining())
 

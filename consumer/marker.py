@@ -1,4 +1,5 @@
-"""The marker a client uploads when a take ends, and the options its JSON body may hold."""
+"""The marker a client uploads when a take ends, the options its JSON body may hold, and
+what they mean for the pipeline (with the service's settings) and for the chunks it needs."""
 
 from __future__ import annotations
 
@@ -7,9 +8,25 @@ import json
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from consumer.errors import BadMarker
+from consumer.keys import TakeRef
+from consumer.settings import Settings
+from consumer.storage import ObjectInfo
+from pipeline.chunks import missing_chunks, parse_chunk_name
+from pipeline.errors import ChunkRange
+from pipeline.options import MediaOptions
+from pipeline.process import TakeOptions
 from pipeline.transcribe import MODEL_NAMES
 
 MAX_MARKER_BYTES = 64 * 1024
+# The most chunks a second of media can take (MediaRecorder's smallest sensible timeslice
+# is 100 ms): with MAX_DURATION_SECONDS it bounds the chunk counts and indices a take may
+# name, so one chunk called video_10000000.webm costs nothing to describe.
+MAX_CHUNKS_PER_SECOND = 10
+
+
+def chunk_limit(settings: Settings) -> int:
+    """The most chunks of one kind a take within the duration limit can have."""
+    return max(1, int(settings.max_duration_seconds * MAX_CHUNKS_PER_SECOND))
 
 
 class MarkerOptions(BaseModel):
@@ -51,3 +68,47 @@ def parse_marker(body: bytes) -> MarkerOptions:
         error = e.errors()[0]
         field = ".".join(str(p) for p in error["loc"])
         raise BadMarker(f"marker field {field}: {error['msg']}") from None
+
+
+def pipeline_options(settings: Settings, ref: TakeRef, marker: MarkerOptions) -> TakeOptions:
+    """The pipeline's options for a take: the service's settings, overridden by its marker."""
+    s = settings
+    return TakeOptions(
+        user_id=ref.user_id,
+        media=MediaOptions(
+            preset=s.video_preset,
+            crf=s.video_crf,
+            audio_output=s.audio_output,
+            max_duration=s.max_duration_seconds,
+            max_width=s.max_width,
+            max_height=s.max_height,
+        ),
+        transcribe=not marker.skip_transcription,
+        engine=s.whisper_engine,
+        model=marker.whisper_model or s.whisper_model,
+        language=marker.language or s.language,
+        device=s.whisper_device,
+        compute_type=s.whisper_compute_type,
+        threads=s.whisper_threads,
+        model_dir=s.whisper_model_dir,
+        expected_video=marker.video_chunks,
+        expected_audio=marker.audio_chunks,
+        max_total_bytes=s.max_total_bytes,
+        max_chunks=chunk_limit(s),
+        labels={"meeting_id": ref.meeting_id, "take": ref.take},
+    )
+
+
+def missing_in(
+    chunks: list[ObjectInfo], options: MarkerOptions, max_chunks: int
+) -> dict[str, list[ChunkRange]]:
+    """The runs of chunk indices the marker's counts (or a hole in the numbering) say are
+    missing; ``LimitExceeded`` for counts or indices past ``max_chunks``."""
+    present: dict[str, list[int]] = {}
+    for chunk in chunks:
+        parsed = parse_chunk_name(chunk.name)
+        if parsed is not None:
+            present.setdefault(parsed[0], []).append(parsed[1])
+    return missing_chunks(
+        present, options.video_chunks, options.audio_chunks, max_chunks=max_chunks
+    )

@@ -22,8 +22,10 @@ UNEXPECTED_ERROR_FACTOR = 3.0
 # A take whose lease another consumer holds: until that lease may be free, within bounds.
 LEASE_WAIT_MIN = 5.0
 LEASE_WAIT_MAX = 300.0
-# Chunks still arriving: look again after a quarter of the time left, at least this often.
+# Chunks still arriving: look again after a quarter of the time left, at least this often;
+# the last look comes just after the deadline, and no look sooner than a queue can delay.
 CHUNK_WAIT_MIN = 5.0
+SHORTEST_DELAY = 1.0
 # A queue that refuses us (403 token, 404 queue): nothing works until it is fixed.
 SOURCE_REFUSED_WAIT = 30.0
 # The completion webhook: 1 s doubling between attempts.
@@ -52,6 +54,12 @@ def jittered(seconds: float, jitter: float = JITTER) -> float:
     return compute_backoff(1, base=seconds, jitter=jitter, max_backoff=seconds)
 
 
+def first_sweep_delay(interval: float) -> float:
+    """Before a consumer's first sweep: up to ``JITTER`` of the interval, at random, so that
+    consumers started together (a deploy) do not all list the bucket at once."""
+    return interval - jittered(interval)
+
+
 def idle_poll_delay(empty_polls: int, max_delay: float) -> float:
     """After ``empty_polls`` empty answers in a row: the wait before polling again."""
     return compute_backoff(empty_polls, base=IDLE_POLL_BASE, max_backoff=max_delay)
@@ -76,8 +84,10 @@ def lease_wait_delay(seconds_left: float) -> float:
 
 
 def chunk_wait_delay(seconds_left: float) -> float:
-    """A take still missing chunks, ``seconds_left`` before it gives up: when to look again."""
-    wait = min(seconds_left, max(CHUNK_WAIT_MIN, seconds_left / 4))
+    """A take still missing chunks, ``seconds_left`` before it gives up: when to look again
+    (jitter only shortens a wait, so the last one overshoots the deadline by a second)."""
+    last = seconds_left + SHORTEST_DELAY / (1.0 - JITTER)
+    wait = max(SHORTEST_DELAY / (1.0 - JITTER), min(last, max(CHUNK_WAIT_MIN, seconds_left / 4)))
     return compute_backoff(1, base=wait, max_backoff=wait)
 
 

@@ -1,11 +1,24 @@
-"""The loop: pull, dispatch with bounded concurrency, ack or retry, drain on SIGTERM.
+"""The loop: pull what can start now, claim, acknowledge, work; sweep; drain on SIGTERM.
 
-Delivery is at least once: a marker may arrive twice, on two machines at once, and a
-take may run more than once. The take job makes that safe (lease, fingerprint); the loop
-only moves messages. Messages that are not markers are acknowledged at once, in batches.
+Delivery is at least once: a marker may arrive twice, on two machines at once. The take
+job makes that safe (lease, fingerprint); the loop moves messages:
+
+- It asks for ``min(BATCH_SIZE, free workers)`` messages and none while every worker is
+  busy (a finished take wakes it), so no marker waits in memory while its visibility
+  timeout runs out. When the queue says more is waiting, it pulls again at once.
+- Messages that are not markers of this bucket's layout are acknowledged at once, in one
+  call; a marker of a take this consumer is already on is acknowledged too (the running
+  take carries it). A take is marked running when it is dispatched, not when it starts.
+- A marker's take is claimed (lease held, status ``processing`` written), then its
+  message acknowledged: from then on the bucket carries the take, whatever its length
+  and the queue's visibility timeout. A take that cannot be claimed yet (chunks still
+  arriving, lease held elsewhere) has its message retried with a delay.
+- The reconcile sweep (on by default, every SWEEP_INTERVAL_SECONDS with jitter) runs the
+  takes the bucket says nobody finished: lost notifications, consumers that died.
+
 On SIGTERM or SIGINT the loop stops pulling, lets running takes finish for up to
-``DRAIN_SECONDS``, then cancels the rest: their leases are released and their messages
-left unacknowledged, so they come back to another consumer.
+``DRAIN_SECONDS``, then cancels the rest: their leases are released, so the sweep of
+another consumer (or of this one, restarted) finishes them.
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import time
@@ -22,16 +36,22 @@ from typing import Any
 
 import structlog
 
-from consumer import __version__, logs, metrics
+from consumer import __version__, logs
+from consumer.delivery import Delivery
 from consumer.errors import SourceUnavailable, StorageError
 from consumer.health import Health
 from consumer.keys import KeyLayout, TakeRef
-from consumer.retry import idle_poll_delay, source_error_delay, take_retry_delay
+from consumer.retry import (
+    first_sweep_delay,
+    idle_poll_delay,
+    jittered,
+    source_error_delay,
+)
 from consumer.settings import Settings
 from consumer.sources import Message, Source
 from consumer.storage import Storage
 from consumer.sweep import Sweep
-from consumer.take import Outcome, TakeJob
+from consumer.take import TakeJob
 from consumer.webhook import Notifier
 from consumer.workers import WorkerPool
 
@@ -52,12 +72,12 @@ class Service:
         notifier = None
         if settings.webhook_url and settings.webhook_secret is not None:
             notifier = Notifier(settings.webhook_url, settings.webhook_secret.get_secret_value())
-        self.job = TakeJob(settings, storage, self.workers, self.keys, self.owner, notifier)
+        job = TakeJob(settings, storage, self.workers, self.keys, self.owner, notifier)
+        self.delivery = Delivery(job, source, settings)
         self.stopping = asyncio.Event()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.active: set[TakeRef] = set()
-        self.pending: list[tuple[Message, list[TakeRef]]] = []
-        self.takes_handled = 0
+        self.wake = asyncio.Event()  # set when a worker becomes free
+        self.deliveries: set[asyncio.Task[None]] = set()  # one per busy worker
+        self.running: set[TakeRef] = set()  # takes this consumer is on, from dispatch
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -68,6 +88,16 @@ class Service:
         if not self.stopping.is_set():
             log.info("stopping: no new takes; draining", drain_seconds=self.settings.drain_seconds)
             self.stopping.set()
+            self.wake.set()
+
+    @property
+    def takes_handled(self) -> int:
+        return self.delivery.takes_handled
+
+    @property
+    def free(self) -> int:
+        """Workers with no take: how many messages may be pulled now."""
+        return self.settings.concurrency - len(self.deliveries)
 
     async def run(self) -> None:
         log.info(
@@ -75,6 +105,7 @@ class Service:
             source=self.source.name,
             owner=self.owner,
             concurrency=self.settings.concurrency,
+            sweep_interval=self.settings.sweep_interval,
             version=__version__,
             model=self.settings.whisper_model,
             stage="startup",
@@ -95,19 +126,14 @@ class Service:
             self.workers.close()
             log.info("whisp stopped", processed=self.takes_handled)
 
-    @property
-    def free(self) -> int:
-        return self.settings.concurrency - len(self.tasks)
-
     async def _pull_loop(self) -> None:
         empty_polls = failures = 0
         while not self.stopping.is_set():
-            self._dispatch()
-            if self.pending and self.free <= 0:
-                await self._wait(1.0)
+            if self.free <= 0:
+                await self._until_woken()
                 continue
             try:
-                messages = await self.source.receive(self.settings.batch_size)
+                messages = await self.source.receive(min(self.settings.batch_size, self.free))
             except SourceUnavailable as e:
                 self.health.pull_failed(self.source.name, str(e))
                 failures += 1
@@ -116,154 +142,106 @@ class Service:
                 await self._wait(delay)
                 continue
             failures = 0
-            self.health.pulled(self.source.name, getattr(self.source, "backlog", None))
-            if not messages:
+            self.health.pulled(self.source.name, self.source.backlog)
+            if messages:
+                empty_polls = 0
+                await self._triage(messages)
+                backlog = self.source.backlog
+                if backlog is None or backlog > len(messages):
+                    continue  # more is waiting: pull again at once (for as many as are free)
+            else:
                 empty_polls += 1
-                await self._wait(idle_poll_delay(empty_polls, self.settings.poll_interval_seconds))
-                continue
-            empty_polls = 0
-            await self._triage(messages)
+            await self._wait(idle_poll_delay(empty_polls, self.settings.poll_interval_seconds))
 
     async def _triage(self, messages: list[Message]) -> None:
-        """Acknowledge what is not a marker at once; queue markers for the workers."""
-        done: list[Message] = []
+        """Acknowledge what is not a take to start, in one call; dispatch the rest."""
+        settled: list[Message] = []
         for message in messages:
-            refs: list[TakeRef] = []
-            for event in message.events:
-                ref = self.keys.marker_take(event.key) if event.created else None
-                if ref is None and self.keys.split(event.key) is None:
-                    if not event.key.startswith(self.keys.root):
-                        continue
+            refs = self._takes_in(message)
+            new = [ref for ref in refs if ref not in self.running]
+            if new:
+                self._dispatch(self.delivery.message(message, new), new)
+                continue
+            if refs:
+                log.info("marker of a take running here acknowledged", **logs.take_fields(refs[0]))
+            elif message.meta.get("unreadable"):
+                log.warning("unreadable message acknowledged", message_id=message.id)
+            settled.append(message)
+        if settled:
+            await self.delivery.settle(settled, None)
+
+    def _takes_in(self, message: Message) -> list[TakeRef]:
+        """The takes whose markers the message reports written, in this bucket's layout."""
+        refs: list[TakeRef] = []
+        bucket = self.settings.s3_bucket_name
+        for event in message.events:
+            if event.bucket is not None and bucket is not None and event.bucket != bucket:
+                log.warning("event of another bucket ignored", bucket=event.bucket[:100])
+                continue
+            ref = self.keys.marker_take(event.key) if event.created else None
+            if ref is None and self.keys.split(event.key) is None:
+                if event.key.startswith(self.keys.root):
                     log.warning(
                         "key outside the layout ignored",
                         key=event.key[:300],
                         **logs.key_fields(event.key, self.keys.recordings),
                     )
-                if ref is not None and ref not in refs:
-                    refs.append(ref)
-            if message.meta.get("unreadable"):
-                log.warning("unreadable message acknowledged", message_id=message.id)
-            if refs:
-                self.pending.append((message, refs))
-            else:
-                done.append(message)
-        if done:
-            try:
-                await self.source.ack(done)
-                metrics.MESSAGES.labels("acked").inc(len(done))
-            except SourceUnavailable as e:
-                log.warning("ack failed; messages will come back", error=str(e))
-        self._dispatch()
+                continue
+            if ref is not None and ref not in refs:
+                refs.append(ref)
+        return refs
 
-    def _dispatch(self) -> None:
-        while self.pending and self.free > 0 and not self.stopping.is_set():
-            message, refs = self.pending.pop(0)
-            if any(r in self.active for r in refs):
-                # This consumer is already on the take: the duplicate waits for the lease.
-                self._spawn(self._retry_later(message, self.settings.lease_seconds))
-            else:
-                self._spawn(self._handle(message, refs))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _dispatch(self, work: Coroutine[Any, Any, None], refs: list[TakeRef]) -> None:
+        """Start a delivery on a free worker; its takes count as running from now on."""
+        self.running.update(refs)
         task = asyncio.create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.deliveries.add(task)
 
-    async def _retry_later(self, message: Message, delay: float) -> None:
-        with contextlib.suppress(SourceUnavailable):
-            await self.source.retry(message, delay)
+        def done(task: asyncio.Task[None]) -> None:
+            self.deliveries.discard(task)
+            self.running.difference_update(refs)
+            self.wake.set()
 
-    async def _keep_hidden(self, message: Message) -> None:
-        """Keep the message invisible while its take runs (SQS; a no-op for pull queues)."""
-        while True:
-            try:
-                await self.source.extend(message, self.settings.lease_seconds * 3)
-            except SourceUnavailable as e:
-                log.warning("could not extend the message's visibility", error=str(e))
-            await asyncio.sleep(self.settings.lease_seconds)
-
-    async def _handle(self, message: Message, refs: list[TakeRef]) -> None:
-        outcomes: list[Outcome] = []
-        keeper = asyncio.create_task(self._keep_hidden(message))
-        try:
-            for ref in refs:
-                outcomes.append(await self.run_take(ref, message.attempts))
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-        retry = [o for o in outcomes if not o.ack]
-        try:
-            if retry:
-                await self.source.retry(message, max(o.delay for o in retry))
-                metrics.MESSAGES.labels("retried").inc()
-            else:
-                await self.source.ack([message])
-                metrics.MESSAGES.labels("acked").inc()
-        except SourceUnavailable as e:
-            log.warning("could not settle the message; it will come back", error=str(e))
-
-    async def run_take(self, ref: TakeRef, attempts: int = 1) -> Outcome:
-        """Run the take job; a passing failure becomes a retry, never a crash."""
-        self.active.add(ref)
-        metrics.RUNNING.inc()
-        structlog.contextvars.bind_contextvars(**logs.take_fields(ref), stage="start")
-        started = time.monotonic()
-        state = "retry"  # what a cancelled take comes to: its message comes back
-        try:
-            outcome = await self._outcome(ref, attempts)
-            state = outcome.state
-            return outcome
-        finally:
-            self.active.discard(ref)
-            self.takes_handled += 1
-            metrics.RUNNING.dec()
-            metrics.record_take(state, time.monotonic() - started)
-            structlog.contextvars.unbind_contextvars(*logs.TAKE_FIELDS, "stage")
-
-    async def _outcome(self, ref: TakeRef, attempts: int) -> Outcome:
-        try:
-            return await self.job.run(ref)
-        except StorageError as e:
-            log.warning("storage error; will retry", error=str(e))
-            delay = take_retry_delay(attempts, self.settings.retry_delay_seconds)
-            return Outcome("retry", str(e), delay)
-        except Exception as e:
-            log.exception("unexpected error; will retry")
-            delay = take_retry_delay(attempts, self.settings.retry_delay_seconds, unexpected=True)
-            return Outcome("retry", f"{type(e).__name__}: {e}", delay)
+        task.add_done_callback(done)
 
     async def _sweep_loop(self) -> None:
-        sweep = Sweep(self.storage, self.keys, stale_after=self.settings.lease_seconds * 2)
+        sweep = Sweep(self.storage, self.keys)
+        interval = self.settings.sweep_interval
+        await self._wait(first_sweep_delay(interval))
         while not self.stopping.is_set():
             try:
-                for ref in await sweep.pending(time.time()):
-                    if ref in self.active or self.free <= 0 or self.stopping.is_set():
-                        continue
+                found = await sweep.pending(time.time())
+            except StorageError as e:
+                log.warning("sweep failed", error=str(e))
+                found = []
+            random.shuffle(found)  # consumers sweeping together start on different takes
+            for ref in found:
+                if self.free <= 0 or self.stopping.is_set():
+                    break
+                if ref not in self.running:
                     log.info(
                         "sweep found a take without a final status",
                         **logs.take_fields(ref),
                         stage="sweep",
                     )
-                    self._spawn(self._swept(ref))
-            except StorageError as e:
-                log.warning("sweep failed", error=str(e))
-            await self._wait(self.settings.sweep_interval)
+                    self._dispatch(self.delivery.swept(ref), [ref])
+            await self._wait(jittered(interval))
 
-    async def _swept(self, ref: TakeRef) -> None:
-        await self.run_take(ref)
+    async def _until_woken(self) -> None:
+        await self.wake.wait()
+        self.wake.clear()
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def _drain(self) -> None:
-        tasks = list(self.tasks)
+        tasks = list(self.deliveries)
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=self.settings.drain_seconds)
         for task in late:
             task.cancel()
         if late:
-            log.warning("drain timed out; unfinished takes left for redelivery", takes=len(late))
+            log.warning("drain timed out; unfinished takes left to the sweep", takes=len(late))
             await asyncio.wait(late, timeout=10)

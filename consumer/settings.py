@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     s3_bucket_name: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "auto"
+    # An R2 bucket in a jurisdiction (eu, fedramp) has an endpoint of its own.
+    r2_jurisdiction: Literal["eu", "fedramp"] | None = None
 
     # Where events come from; unset means local unless a queue is configured.
     source: Source | None = None
@@ -86,7 +88,7 @@ class Settings(BaseSettings):
     chunk_wait_seconds: float = Field(600, ge=0)
     retry_delay_seconds: float = Field(10, ge=0, le=3600)
     drain_seconds: float = Field(60, ge=0)
-    sweep_interval_seconds: float = Field(0, ge=0)
+    sweep_interval_seconds: float = Field(300, ge=0)
     poll_interval_seconds: float = Field(1.0, gt=0)
 
     # Media and transcription.
@@ -167,17 +169,22 @@ class Settings(BaseSettings):
 
     @property
     def endpoint_url(self) -> str | None:
-        """S3_ENDPOINT_URL, else the R2 endpoint of ACCOUNT_ID, else AWS's default."""
+        """S3_ENDPOINT_URL, else the R2 endpoint of ACCOUNT_ID (and R2_JURISDICTION), else AWS's."""
         if self.s3_endpoint_url:
             return self.s3_endpoint_url
+        if self.account_id and self.r2_jurisdiction:
+            return f"https://{self.account_id}.{self.r2_jurisdiction}.r2.cloudflarestorage.com"
         if self.account_id:
             return f"https://{self.account_id}.r2.cloudflarestorage.com"
         return None
 
     @property
     def sweep_interval(self) -> float:
-        """The reconcile sweep's interval; always on for the local source."""
-        if self.source == "local" and not self.sweep_interval_seconds:
+        """The reconcile sweep's interval (0 turns it off); the local folder relies on it to
+        catch what its watch misses, so there it is always on, every 5 s unless set."""
+        if self.source == "local" and (
+            not self.sweep_interval_seconds or "sweep_interval_seconds" not in self.model_fields_set
+        ):
             return 5.0
         return self.sweep_interval_seconds
 

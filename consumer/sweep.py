@@ -1,27 +1,30 @@
-"""The reconcile sweep: markers whose take has no final status get processed anyway.
+"""The reconcile sweep, the safety net: markers whose take has no final status get made.
 
-Notifications can be lost or expire; the sweep lists the bucket (paginated), finds every
-marker whose take has no status, a status older than the marker, or a ``processing``
-status nobody has touched for longer than a lease, and hands those takes to the same job
-as a message would. Takes found final are remembered, so a quiet sweep costs a listing.
-Many consumers may sweep one bucket: the lease decides who works.
+Notifications can be lost, expire or be dead-lettered, and a consumer can die holding a
+claimed take (its marker's message already acknowledged). The sweep lists the bucket
+(paginated) and finds every marker whose take has no status, a status older than the
+marker, a final status of another marker (uploaded again since), or a ``processing``
+status whose lease is gone or stale; it hands those takes to the same job as a message
+would. Takes found final are remembered, so a quiet sweep costs one listing. Many
+consumers may sweep one bucket: the lease decides who works.
 """
 
 from __future__ import annotations
 
 from consumer.keys import KeyLayout, TakeRef
+from consumer.lease import LOCK_MAX_BYTES, read_lock
+from consumer.status import FINAL_STATES
 from consumer.storage import ObjectInfo, Storage, get_json
 
 
 class Sweep:
-    def __init__(self, storage: Storage, keys: KeyLayout, stale_after: float) -> None:
+    def __init__(self, storage: Storage, keys: KeyLayout) -> None:
         self.storage = storage
         self.keys = keys
-        self.stale_after = stale_after
         self._final: set[tuple[TakeRef, str]] = set()
 
     async def pending(self, now: float) -> list[TakeRef]:
-        """The takes that need work, as far as the bucket says."""
+        """The takes that need work, as far as the bucket says, in key order."""
         objects = {obj.key: obj for obj in await self.storage.list_objects(self.keys.root)}
         markers: dict[TakeRef, ObjectInfo] = {}
         for obj in objects.values():
@@ -32,18 +35,19 @@ class Sweep:
         for ref, marker in sorted(markers.items()):
             if (ref, marker.etag) in self._final:
                 continue
-            status = objects.get(self.keys.status_key(ref))
-            if status is None or status.modified < marker.modified:
+            listed = objects.get(self.keys.status_key(ref))
+            if listed is None or listed.modified < marker.modified:
                 found.append(ref)
                 continue
-            state = await self._state(ref)
-            if state in ("done", "failed"):
+            status = await get_json(self.storage, self.keys.status_key(ref)) or {}
+            made_from = status.get("fingerprint", {}).get("marker_etag")
+            if status.get("state") in FINAL_STATES and made_from == marker.etag:
                 self._final.add((ref, marker.etag))
-            elif now - status.modified > self.stale_after:
+            elif status.get("state") in FINAL_STATES or not await self._held(ref, now):
                 found.append(ref)
         return found
 
-    async def _state(self, ref: TakeRef) -> str | None:
-        status = await get_json(self.storage, self.keys.status_key(ref))
-        state = status.get("state") if status is not None else None
-        return state if isinstance(state, str) else None
+    async def _held(self, ref: TakeRef, now: float) -> bool:
+        """Whether a live lease says someone is working on the take."""
+        found = await self.storage.get_bytes(self.keys.lock_key(ref), max_bytes=LOCK_MAX_BYTES)
+        return found is not None and read_lock(found[0])[1] > now

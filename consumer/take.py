@@ -1,55 +1,82 @@
-"""One take's job: lease, status, download, pipeline, upload, notify.
+"""One take's job in two phases: claim it, then make it.
+
+``claim`` reads the bucket (listing, status, marker) and takes the lease. It ends in an
+``Outcome`` when there is nothing to claim (already done with this input, claimed by
+another consumer, chunks still arriving) or in a ``Claim``: lease held and renewed,
+status ``processing`` written. From then on the bucket carries the take, so the caller
+acknowledges the marker's message before ``work``: downloading, the pipeline in a worker
+process, uploading and the final status. A lost lease cancels the work; nothing is
+written without the lease, ``done`` least of all.
 
 The job key is the take, never the message: the same marker delivered twice, at once or
-later, on one consumer or two, does the work once. The status record beside the take
-says where it stands (written first, per stage and last); ``done`` with the same input
-fingerprint means there is nothing to do.
+later, on one consumer or two, does the work once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
-from consumer import __version__, metrics
-from consumer.errors import BadMarker, LeaseHeld, ObjectTooLarge, StorageError
+from consumer import metrics
+from consumer.errors import (
+    BadMarker,
+    LeaseHeld,
+    LeaseLost,
+    ObjectTooLarge,
+    StorageError,
+)
 from consumer.keys import KeyLayout, TakeRef
 from consumer.lease import Lease
-from consumer.marker import MAX_MARKER_BYTES, MarkerOptions, parse_marker
+from consumer.marker import (
+    MAX_MARKER_BYTES,
+    MarkerOptions,
+    chunk_limit,
+    missing_in,
+    parse_marker,
+    pipeline_options,
+)
 from consumer.retry import chunk_wait_delay, lease_wait_delay, take_retry_delay
 from consumer.settings import Settings
-from consumer.storage import ObjectInfo, Storage, content_type, get_json
+from consumer.status import WAITING_FOR_CHUNKS, StatusRecord, look
+from consumer.storage import ObjectInfo, Storage, content_type
 from consumer.webhook import Notifier
 from consumer.workers import WorkerPool, read_progress
-from pipeline.chunks import missing_chunks, parse_chunk_name
 from pipeline.errors import ChunkRange, MissingChunks, TakeError
-from pipeline.options import MediaOptions
-from pipeline.process import TakeOptions
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the service does with the message: acknowledge it, or retry after ``delay``."""
+    """How an attempt at a take ended, and what becomes of a message that delivered it:
+    acknowledged, or retried after ``delay`` seconds."""
 
-    state: str  # done, failed, skipped, retry
+    state: str  # done, failed, skipped, retry, lost
     reason: str = ""
     delay: float = 0.0
 
     @property
     def ack(self) -> bool:
         return self.state != "retry"
+
+
+@dataclass
+class Claim:
+    """A take this consumer holds: the lease is held and renewed, the status says so."""
+
+    ref: TakeRef
+    lease: Lease
+    status: StatusRecord
+    marker: ObjectInfo
+    options: MarkerOptions | BadMarker
+    chunks: list[ObjectInfo]
 
 
 @dataclass
@@ -62,111 +89,121 @@ class TakeJob:
     notifier: Notifier | None = None
 
     async def run(self, ref: TakeRef, force: bool = False) -> Outcome:
-        """The take's job; ``force`` runs it whatever its status says (``--force``)."""
-        structlog.contextvars.bind_contextvars(
-            meeting_id=ref.meeting_id, take=ref.take, user_id=ref.user_id, stage="start"
-        )
+        """Claim and make the take now (``whisp process``, the sweep): no message waits.
+        ``force`` makes it whatever its status says (``whisp process --force``)."""
+        claim = await self.claim(ref, force)
+        return claim if isinstance(claim, Outcome) else await self.work(claim)
+
+    async def claim(self, ref: TakeRef, force: bool = False) -> Claim | Outcome:
+        """Take the lease and write ``processing``, or say why not (see the module). The
+        bucket is read under the lease: a take finished by another consumer a moment ago
+        is seen finished, never made again (unless ``force``)."""
+        _bind(ref, "claim")
         log.info("take started", forced=force)
-        outcome = await self._run(ref, force)
-        # Unbound on success only: the caller's line about an error carries its stage.
-        structlog.contextvars.unbind_contextvars("meeting_id", "take", "user_id", "stage")
-        return outcome
-
-    async def _run(self, ref: TakeRef, force: bool) -> Outcome:
-        keys = self.keys
-        found: tuple[bytes | BadMarker, str] | None
-        try:
-            found = await self.storage.get_bytes(keys.marker_key(ref), MAX_MARKER_BYTES)
-        except ObjectTooLarge:
-            # Refused unread: the take fails as a bad marker once its lease is held.
-            found = BadMarker(f"marker is over {MAX_MARKER_BYTES} bytes"), ""
-        if found is None:
-            log.info("marker gone; nothing to do")
-            return Outcome("skipped", "marker gone")
-        marker_body, marker_etag = found
-        objects = await self.storage.list_objects(keys.take_prefix(ref))
-        chunks = [o for o in objects if parse_chunk_name(o.name)]
-        fingerprint = _fingerprint(chunks, marker_etag)
-        previous = await get_json(self.storage, keys.status_key(ref)) or {}
-        same_input = previous.get("fingerprint", {}).get("hash") == fingerprint["hash"]
-        if same_input and previous.get("state") in ("done", "failed") and not force:
-            log.info("already processed with the same input", state=previous["state"])
-            return Outcome("skipped", f"already {previous['state']}")
-
-        lease = Lease(self.storage, keys.lock_key(ref), self.owner, self.settings.lease_seconds)
+        lease = Lease(
+            self.storage, self.keys.lock_key(ref), self.owner, self.settings.lease_seconds
+        )
         try:
             await lease.acquire()
         except LeaseHeld as e:
+            seen = await look(self.storage, self.keys, ref)
+            if seen is None or seen.finished:
+                return Outcome("skipped", "marker gone" if seen is None else "already final")
+            if seen.claimed:
+                log.info("take claimed by another consumer", owner=e.owner)
+                return Outcome("skipped", f"claimed by {e.owner}")
             log.info("take is being processed elsewhere", reason=str(e))
             return Outcome("retry", str(e), delay=lease_wait_delay(e.seconds_left))
         lease.keep_renewed()
-        status = _Status(self, ref, fingerprint, previous if same_input else {})
+        claimed = False
         try:
-            return await self._work(ref, status, marker_body, chunks)
+            seen = await look(self.storage, self.keys, ref)
+            options = await self._read_marker(seen.marker) if seen is not None else None
+            if seen is None or options is None:
+                log.info("marker gone; nothing to do")
+                return Outcome("skipped", "marker gone")
+            if seen.finished and not force:
+                log.info("already processed with the same input", state=seen.previous["state"])
+                return Outcome("skipped", f"already {seen.previous['state']}")
+            status = StatusRecord(
+                self.storage,
+                self.keys.status_key(ref),
+                lease,
+                ref,
+                fingerprint=seen.fingerprint,
+                previous=seen.previous if seen.same_input else {},
+                engine=self.settings.whisper_engine,
+            )
+            missing: dict[str, list[ChunkRange]] = {}
+            if isinstance(options, MarkerOptions):
+                with contextlib.suppress(TakeError):  # over a limit: the work fails the take
+                    missing = missing_in(seen.chunks, options, chunk_limit(self.settings))
+            left = self._chunk_wait_left(seen.marker)
+            if missing and left > 0:  # nothing claimed: the message waits for the chunks
+                return await self._wait_for_chunks(status, MissingChunks(missing), left)
+            await status.write("processing", "claimed")
+            claimed = True
+            return Claim(ref, lease, status, seen.marker, options, seen.chunks)
         finally:
-            await lease.release()
+            if not claimed:
+                await lease.release()
 
-    async def _work(
-        self,
-        ref: TakeRef,
-        status: _Status,
-        marker_body: bytes | BadMarker,
-        chunks: list[ObjectInfo],
-    ) -> Outcome:
+    async def work(self, claim: Claim) -> Outcome:
+        """Make the claimed take; the lease is released at the end, whatever happens."""
+        _bind(claim.ref, "work")
+        try:
+            return await claim.lease.hold(self._settled(claim))
+        except LeaseLost:
+            log.warning("lease lost: the take's work stopped, its new owner finishes it")
+            return Outcome("lost", "lease lost")
+        finally:
+            structlog.contextvars.bind_contextvars(stage="end")
+            await claim.lease.release()
+
+    async def _settled(self, claim: Claim) -> Outcome:
         """Every take error ends here, in one branch: retried while it may pass (chunks
         still arriving), else the take fails with the error's kind and message."""
         try:
-            return await self._checked(ref, status, marker_body, chunks)
+            return await self._make(claim)
         except MissingChunks as e:
-            return await self._retry_later(ref, status, e)
+            left = self._chunk_wait_left(claim.marker)
+            if left > 0:
+                return await self._wait_for_chunks(claim.status, e, left)
+            return await self._fail(claim, e)
         except TakeError as e:
             if e.retryable:  # the set-up's fault (a model not on disk), not the take's
-                return await self._wait_for_setup(status, e)
-            return await self._fail(ref, status, e.kind, str(e))
+                return await self._wait_for_setup(claim.status, e)
+            return await self._fail(claim, e)
 
-    async def _checked(
-        self,
-        ref: TakeRef,
-        status: _Status,
-        marker_body: bytes | BadMarker,
-        chunks: list[ObjectInfo],
-    ) -> Outcome:
-        if isinstance(marker_body, BadMarker):
-            raise marker_body
-        options = parse_marker(marker_body)
-        await status.write("processing", "checking")
-        missing = _missing(chunks, options)
-        if missing:
+    async def _make(self, claim: Claim) -> Outcome:
+        if isinstance(claim.options, BadMarker):
+            raise claim.options
+        options = claim.options
+        missing = missing_in(claim.chunks, options, chunk_limit(self.settings))
+        if missing:  # still missing when the claim was made: the wait is over
             raise MissingChunks(missing)
         work = self.settings.work_dir / f"{self.owner}-{uuid.uuid4().hex[:8]}"
         (work / "chunks").mkdir(parents=True)
         (work / "out").mkdir()
         keep = True
         try:
-            outcome = await self._make(ref, status, options, chunks, work)
+            outcome = await self._produce(claim, options, work)
             keep = False
             return outcome
         except TakeError as e:
             keep = e.retryable
             raise
         finally:
-            structlog.contextvars.bind_contextvars(stage="end")
             # Local files stay until every upload succeeded (or the take failed for good):
             # an interrupted or retried attempt keeps them for inspection.
             if not keep and options.cleanup:
                 shutil.rmtree(work, ignore_errors=True)
 
-    async def _make(
-        self,
-        ref: TakeRef,
-        status: _Status,
-        options: MarkerOptions,
-        chunks: list[ObjectInfo],
-        work: Path,
-    ) -> Outcome:
+    async def _produce(self, claim: Claim, options: MarkerOptions, work: Path) -> Outcome:
+        status, lease = claim.status, claim.lease
         chunk_dir, out_dir = work / "chunks", work / "out"
         await status.write("processing", "downloading")
-        for chunk in chunks:
+        for chunk in claim.chunks:
             # chunk.name was checked by parse_chunk_name: safe as a file name.
             await self.storage.download(chunk.key, chunk_dir / chunk.name)
         await status.write("processing", "processing")
@@ -174,8 +211,9 @@ class TakeJob:
         progress = work / "progress.json"
         reporter = asyncio.create_task(self._report(status, progress))
         try:
+            take_options = pipeline_options(self.settings, claim.ref, options)
             result = await self.workers.run(
-                chunk_dir, out_dir, work / "tmp", self._options(ref, options), progress
+                chunk_dir, out_dir, work / "tmp", take_options, progress
             )
         finally:
             reporter.cancel()
@@ -189,164 +227,93 @@ class TakeJob:
         }
         await status.write("processing", "uploading")
         uploaded: dict[str, str] = {}
-        keys = self.keys.output_keys(ref, self.settings.audio_output)
-        uploads = sorted(result.outputs.items(), key=lambda kv: kv[0] == "transcript")
-        for role, path in uploads:
-            key = keys[role]
-            await self.storage.upload(path, key, content_type(path))
-            uploaded[role] = key
+        keys = self.keys.output_keys(claim.ref, self.settings.audio_output)
+        for role, path in sorted(result.outputs.items(), key=lambda kv: kv[0] == "transcript"):
+            lease.check()  # never upload beside a new owner
+            await self.storage.upload(path, keys[role], content_type(path))
+            uploaded[role] = keys[role]
             status.record.setdefault("outputs", {})[role] = {
-                "key": key,
+                "key": keys[role],
                 "size": path.stat().st_size,
             }
         summary = result.summary()
-        status.record.update(
-            duration=summary["duration"],
-            video=summary["video"],
-            audio=summary["audio"],
-            captions=summary["captions"],
-            language=summary["language"],
-            engine=summary["engine"],
-            model=summary["model"],
-            cues=summary["cues"],
-            warnings=summary["warnings"],
-            error=None,
-        )
-        await self._notify(ref, status, "completed", uploaded, None)
+        for name in ("duration", "video", "audio", "captions", "language", "engine", "model"):
+            status.record[name] = summary[name]
+        status.record.update(cues=summary["cues"], warnings=summary["warnings"], error=None)
+        await self._notify(claim, "completed", uploaded, None)
+        await lease.renew()  # proves the lease is still ours just before the last write
         await status.write("done", "done")
         log.info("take done", duration=result.duration, captions=result.captions)
         return Outcome("done")
 
-    async def _report(self, status: _Status, progress: Path, every: float = 5.0) -> None:
+    async def _read_marker(self, marker: ObjectInfo) -> MarkerOptions | BadMarker | None:
+        """The marker's options, or the error that fails the take; None if it is gone."""
+        try:
+            found = await self.storage.get_bytes(marker.key, MAX_MARKER_BYTES)
+        except ObjectTooLarge:
+            return BadMarker(f"marker is over {MAX_MARKER_BYTES} bytes")
+        if found is None:
+            return None
+        try:
+            return parse_marker(found[0])
+        except BadMarker as e:
+            return e
+
+    def _chunk_wait_left(self, marker: ObjectInfo) -> float:
+        """Seconds left to wait for late chunks: CHUNK_WAIT_SECONDS from the marker's time."""
+        return marker.modified + self.settings.chunk_wait_seconds - time.time()
+
+    async def _report(self, status: StatusRecord, progress: Path, every: float = 5.0) -> None:
         """Copy the worker's stage and progress into the status record now and then."""
         while True:
             await asyncio.sleep(every)
             found = read_progress(progress)
             if found is not None:
                 status.record["progress"] = found.get("progress")
-                with contextlib.suppress(StorageError):
+                try:
                     await status.write("processing", f"processing: {found.get('stage')}")
+                except StorageError:
+                    pass
+                except LeaseLost:
+                    return
 
-    def _options(self, ref: TakeRef, marker: MarkerOptions) -> TakeOptions:
-        s = self.settings
-        return TakeOptions(
-            user_id=ref.user_id,
-            media=MediaOptions(
-                preset=s.video_preset,
-                crf=s.video_crf,
-                audio_output=s.audio_output,
-                max_duration=s.max_duration_seconds,
-                max_width=s.max_width,
-                max_height=s.max_height,
-            ),
-            transcribe=not marker.skip_transcription,
-            engine=s.whisper_engine,
-            model=marker.whisper_model or s.whisper_model,
-            language=marker.language or s.language,
-            device=s.whisper_device,
-            compute_type=s.whisper_compute_type,
-            threads=s.whisper_threads,
-            model_dir=s.whisper_model_dir,
-            expected_video=marker.video_chunks,
-            expected_audio=marker.audio_chunks,
-            max_total_bytes=s.max_total_bytes,
-            labels={"meeting_id": ref.meeting_id, "take": ref.take},
-        )
-
-    async def _retry_later(self, ref: TakeRef, status: _Status, error: TakeError) -> Outcome:
-        """A take error that may pass (chunks still arriving): retried until
-        ``CHUNK_WAIT_SECONDS`` runs out, then a failure like any other."""
-        waiting_since = float(status.record.get("waiting_since") or time.time())
-        status.record["waiting_since"] = waiting_since
-        left = waiting_since + self.settings.chunk_wait_seconds - time.time()
-        if left <= 0:
-            return await self._fail(ref, status, error.kind, str(error))
+    async def _wait_for_chunks(
+        self, status: StatusRecord, error: TakeError, left: float
+    ) -> Outcome:
         status.record["error"] = {"kind": error.kind, "message": str(error), "retrying": True}
-        await status.write("processing", "waiting for chunks")
+        await status.write("processing", WAITING_FOR_CHUNKS)
         log.info("waiting for chunks", error=str(error), seconds_left=round(left))
         return Outcome("retry", str(error), delay=chunk_wait_delay(left))
 
-    async def _wait_for_setup(self, status: _Status, error: TakeError) -> Outcome:
-        """A configuration fault is never the take's permanent failure: retried, later."""
+    async def _wait_for_setup(self, status: StatusRecord, error: TakeError) -> Outcome:
+        """A configuration fault is never the take's permanent failure: the take stays
+        ``processing`` with the error, its lease is released, and the sweep runs it again."""
         status.record["error"] = {"kind": error.kind, "message": str(error), "retrying": True}
         await status.write("processing", "waiting for the set-up")
         log.error("the set-up stops this take; will retry", error_kind=error.kind, error=str(error))
         attempts = int(status.record.get("attempts", 1))
-        return Outcome(
-            "retry", str(error), delay=take_retry_delay(attempts, self.settings.retry_delay_seconds)
-        )
+        delay = take_retry_delay(attempts, self.settings.retry_delay_seconds)
+        return Outcome("retry", str(error), delay=delay)
 
-    async def _fail(self, ref: TakeRef, status: _Status, kind: str, message: str) -> Outcome:
+    async def _fail(self, claim: Claim, error: TakeError) -> Outcome:
         # A client's bad marker is the client's problem, not the service's: a warning.
-        report = log.warning if kind == BadMarker.kind else log.error
-        report("take failed", error_kind=kind, error=message)
-        status.record["error"] = {"kind": kind, "message": message}
-        await self._notify(ref, status, "failed", {}, message)
-        await status.write("failed", "failed")
-        return Outcome("failed", message)
+        report = log.warning if isinstance(error, BadMarker) else log.error
+        report("take failed", error_kind=error.kind, error=str(error))
+        claim.status.record["error"] = {"kind": error.kind, "message": str(error)}
+        await self._notify(claim, "failed", {}, str(error))
+        await claim.status.write("failed", "failed")
+        return Outcome("failed", str(error))
 
     async def _notify(
-        self,
-        ref: TakeRef,
-        status: _Status,
-        state: str,
-        outputs: dict[str, str],
-        error: str | None,
+        self, claim: Claim, state: str, outputs: dict[str, str], error: str | None
     ) -> None:
         if self.notifier is not None:
-            status.record["webhook"] = await self.notifier.notify(ref, state, outputs, error)
+            notice = await self.notifier.notify(claim.ref, state, outputs, error)
+            claim.status.record["webhook"] = notice
 
 
-class _Status:
-    """The take's status record, written through to the bucket at each step."""
-
-    def __init__(
-        self, job: TakeJob, ref: TakeRef, fingerprint: dict[str, Any], previous: dict[str, Any]
-    ) -> None:
-        self.job = job
-        self.key = job.keys.status_key(ref)
-        self.started = time.time()
-        self.clock = metrics.StageClock()
-        self.record: dict[str, Any] = {
-            "meeting_id": ref.meeting_id,
-            "take": ref.take,
-            "user_id": ref.user_id,
-            "attempts": int(previous.get("attempts", 0)) + 1,
-            "fingerprint": fingerprint,
-            "waiting_since": previous.get("waiting_since"),
-            "engine": job.settings.whisper_engine,
-            "version": __version__,
-            "owner": job.owner,
-        }
-
-    async def write(self, state: str, stage: str) -> None:
-        structlog.contextvars.bind_contextvars(stage=stage)
-        if self.clock.enter(stage):
-            log.info("stage started", state=state)
-        self.record.update(
-            state=state,
-            stage=stage,
-            updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            elapsed=round(time.time() - self.started, 3),
-        )
-        body = json.dumps(self.record, indent=2).encode()
-        await self.job.storage.put_bytes(self.key, body, "application/json")
-
-
-def _fingerprint(chunks: list[ObjectInfo], marker_etag: str) -> dict[str, Any]:
-    items = sorted((c.name, c.size, c.etag) for c in chunks)
-    digest = hashlib.sha256(json.dumps([items, marker_etag]).encode()).hexdigest()
-    return {
-        "hash": digest,
-        "marker_etag": marker_etag,
-        "chunks": [{"name": n, "size": s, "etag": e} for n, s, e in items],
-    }
-
-
-def _missing(chunks: list[ObjectInfo], options: MarkerOptions) -> dict[str, list[ChunkRange]]:
-    present: dict[str, list[int]] = {}
-    for chunk in chunks:
-        parsed = parse_chunk_name(chunk.name)
-        if parsed is not None:
-            present.setdefault(parsed[0], []).append(parsed[1])
-    return missing_chunks(present, options.video_chunks, options.audio_chunks)
+def _bind(ref: TakeRef, stage: str) -> None:
+    """Every log line of this task names the take (the task's own context)."""
+    structlog.contextvars.bind_contextvars(
+        meeting_id=ref.meeting_id, take=ref.take, user_id=ref.user_id, stage=stage
+    )

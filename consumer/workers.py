@@ -1,5 +1,9 @@
 """Worker processes for the CPU work, so the event loop never blocks and a crash in a
 codec fails one take, not the service. Each worker keeps its Whisper model between takes.
+
+A take whose caller gives up (its lease was lost, the drain timed out) is told to stop: a
+flag file beside its progress file, which the worker reads at its next progress report
+(about once a second while encoding, at every stage change), then abandons the take.
 """
 
 from __future__ import annotations
@@ -48,12 +52,21 @@ def _exit_with(parent: int) -> None:
     os._exit(1)
 
 
+class _Abandoned(Exception):
+    """Raised in a worker whose take was given up by the service: its result is not wanted."""
+
+
+def _cancel_flag(progress: Path) -> Path:
+    return progress.with_name(progress.name + ".cancel")
+
+
 def _process(
     chunk_dir: Path, out_dir: Path, work_dir: Path, options: TakeOptions, progress: Path
 ) -> TakeResult:
     """Runs in the worker: the pipeline, reporting its stage to a small local file."""
     last = 0.0
     logs.bind_process(**options.labels, user_id=options.user_id, stage="processing")
+    cancel = _cancel_flag(progress)
 
     def on_stage(stage: str, fraction: float) -> None:
         nonlocal last
@@ -63,6 +76,8 @@ def _process(
         now = time.monotonic()
         if now - last >= 1.0 or stage != "encode":
             last = now
+            if cancel.exists():
+                raise _Abandoned(stage)
             progress.write_text(json.dumps({"stage": stage, "progress": round(fraction, 3)}))
 
     try:
@@ -101,11 +116,16 @@ class WorkerPool:
         options: TakeOptions,
         progress: Path,
     ) -> TakeResult:
+        """The pipeline on one take in a worker; ``WorkerCrashed`` if the worker dies.
+        Cancelled, it tells the worker to abandon the take and does not wait for it."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
                 self._executor, _process, chunk_dir, out_dir, work_dir, options, progress
             )
+        except asyncio.CancelledError:
+            _cancel_flag(progress).touch()
+            raise
         except BrokenProcessPool:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._new()

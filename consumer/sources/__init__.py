@@ -34,6 +34,9 @@ class Source(abc.ABC):
     ``SourceUnavailable`` when it cannot be reached, never anything else."""
 
     name: str = "source"
+    #: How many messages the queue said were unacknowledged at the last ``receive``,
+    #: where it says (Cloudflare's ``message_backlog_count``); None where it does not.
+    backlog: int | None = None
 
     @abc.abstractmethod
     async def receive(self, max_messages: int) -> list[Message]:

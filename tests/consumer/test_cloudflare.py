@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 
-from consumer.errors import SourceUnavailable
+from consumer.errors import SourceError, SourceUnavailable
 from consumer.sources.cloudflare import CloudflareQueue
 from tests.support.cfqueue import ACCOUNT, TOKEN, QueueEmulator, r2_event
 
@@ -125,7 +127,7 @@ async def test_emulator_error_envelopes(emulator: QueueEmulator) -> None:
         async with http.post(f"{base}/{'b' * 32}/messages/pull", json={}, headers=headers) as r:
             assert r.status == 404 and (await r.json())["errors"][0]["code"] == 10104
         async with http.post(f"{base}/{QUEUE}/messages/pull", data=b"{x", headers=headers) as r:
-            assert r.status == 400 and (await r.json())["errors"][0]["code"] == 10207
+            assert r.status == 400 and (await r.json())["errors"][0]["code"] == 10208
         body = {"body": {"a": 1}, "content_type": "json"}
         async with http.post(f"{base}/{QUEUE}/messages", json=body, headers=headers) as r:
             assert (await r.json())["success"] is True
@@ -135,3 +137,136 @@ async def test_emulator_error_envelopes(emulator: QueueEmulator) -> None:
             message = (await r.json())["result"]["messages"][0]
     assert json.loads(base64.b64decode(message["body"])) == {"a": 1}
     assert message["metadata"]["CF-Content-Type"] == "json"
+
+
+async def call(
+    emulator: QueueEmulator, method: str, path: str, body: object = None, queue: str = QUEUE
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """One raw API call: status, headers, JSON answer."""
+    url = f"{emulator.api_base}/accounts/{ACCOUNT}/queues/{queue}{path}"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    data = body if isinstance(body, bytes) else None
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, url, json=None if data else body, data=data, headers=headers) as r,
+    ):
+        return r.status, dict(r.headers), await r.json()
+
+
+def code(answer: dict[str, Any]) -> object:
+    errors = answer["errors"]
+    assert isinstance(errors, list) and answer["success"] is False
+    return errors[0]["code"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/messages/pull", {"visibility_timeout": 1000}),  # the name some docs pages use
+        ("/messages/pull", {"batch_size": 0}),
+        ("/messages/pull", {"batch_size": 101}),
+        ("/messages/pull", {"batch_size": "5"}),
+        ("/messages/pull", {"visibility_timeout_ms": 43_200_001}),
+        ("/messages/ack", {"retries": [{"lease_id": "x", "delay_seconds": 43_201}]}),
+        ("/messages/ack", {"acks": [{"id": "x"}]}),
+        ("/messages/ack", []),
+        ("/messages", {"body": {}, "delay_seconds": 43_201}),
+        ("/messages", {"body": "x", "content_type": "v8"}),
+    ],
+)
+async def test_emulator_refuses_bodies_off_the_schema_with_10207(
+    emulator: QueueEmulator, path: str, body: object
+) -> None:
+    emulator.create_queue(QUEUE)
+    status, _, answer = await call(emulator, "POST", path, body)
+    assert status == 400 and code(answer) == 10207
+
+
+async def test_emulator_pull_answers_the_backlog_and_its_metrics(emulator: QueueEmulator) -> None:
+    emulator.create_queue(QUEUE)
+    for i in range(3):
+        status, _, answer = await call(emulator, "POST", "/messages", {"body": {"n": i}})
+        assert status == 200
+    result = answer["result"]
+    assert isinstance(result, dict) and result["metadata"]["metrics"]["backlog_count"] == 3
+    _, _, answer = await call(emulator, "POST", "/messages/pull", {"batch_size": 2})
+    result = answer["result"]
+    assert isinstance(result, dict)
+    assert result["message_backlog_count"] == 3  # unacknowledged, the two in flight included
+    metrics = result["metadata"]["metrics"]
+    assert metrics["backlog_count"] == 3 and metrics["backlog_bytes"] > 0
+    assert metrics["oldest_message_timestamp_ms"] > 1.6e12
+    keys = {k for m in result["messages"] for k in m["metadata"]}
+    assert keys == {"CF-Content-Type", "CF-sourceMessageSource"}
+
+
+async def test_emulator_paused_queue_and_queue_without_pull_consumer(
+    emulator: QueueEmulator,
+) -> None:
+    emulator.create_queue(QUEUE)
+    emulator.pause(QUEUE)
+    status, headers, answer = await call(emulator, "POST", "/messages/pull", {})
+    assert status == 429 and code(answer) == 10252 and int(headers["Retry-After"]) > 0
+    emulator.create_queue("w" * 32, consumer="worker")
+    status, _, answer = await call(emulator, "POST", "/messages/pull", {}, queue="w" * 32)
+    assert status >= 400 and answer["success"] is False
+    _, _, answer = await call(emulator, "GET", "/consumers", queue="w" * 32)
+    assert [c["type"] for c in answer["result"]] == ["worker"]
+
+
+async def test_emulator_expired_messages_go_to_the_dead_letter_queue(
+    emulator: QueueEmulator,
+) -> None:
+    """Never acknowledged: delivered max_retries times, attempts + 1 each, then dead."""
+    emulator.create_queue(QUEUE, max_retries=2, dead_letter="dlq")
+    emulator.send(QUEUE, r2_event("recordings/m/t/u/done.json"))
+    queue = client(emulator, visibility_ms=300)
+    attempts = []
+    for _ in range(2):
+        [m] = await queue.receive(5)
+        attempts.append(m.attempts)
+        await asyncio.sleep(0.35)
+    assert attempts == [1, 2] and await queue.receive(5) == []
+    assert emulator.backlog(QUEUE) == 0 and emulator.backlog("dlq") == 1
+    await queue.close()
+
+
+async def test_client_reads_the_backlog_and_backs_off_as_told(emulator: QueueEmulator) -> None:
+    emulator.create_queue(QUEUE)
+    for i in range(3):
+        emulator.send(QUEUE, r2_event(f"recordings/m/t/u/video_{i}.webm"))
+    queue = client(emulator)
+    assert len(await queue.receive(1)) == 1 and queue.backlog == 3
+    emulator.pause(QUEUE)
+    with pytest.raises(SourceUnavailable, match="10252") as err:
+        await queue.receive(1)
+    assert err.value.retry_after == 5
+    await queue.close()
+
+
+async def test_client_logs_an_ack_that_settled_less_than_sent(emulator: QueueEmulator) -> None:
+    """An ack with a lease the queue no longer knows: the API's warnings are logged."""
+    emulator.create_queue(QUEUE)
+    emulator.send(QUEUE, r2_event("recordings/m/t/u/done.json"))
+    queue = client(emulator)
+    [m] = await queue.receive(5)
+    await queue.ack([m])
+    with structlog.testing.capture_logs() as logs:
+        await queue.ack([m])  # gone already
+        await queue.retry(m, 10 * 86_400)  # a delay past 12 h is sent as 12 h, not refused
+    warned = [e for e in logs if e["event"] == "queue settled fewer messages than sent"]
+    assert len(warned) == 2 and warned[0]["settled"] == 0
+    assert m.handle in warned[0]["warnings"]
+    await queue.close()
+
+
+async def test_check_proves_an_http_pull_consumer_is_attached(emulator: QueueEmulator) -> None:
+    emulator.create_queue(QUEUE)
+    await client(emulator).check()
+    emulator.create_queue(QUEUE, consumer="worker")
+    with pytest.raises(SourceError, match=r"no HTTP pull consumer.*worker"):
+        await client(emulator).check()
+    emulator.create_queue(QUEUE, consumer=None)
+    with pytest.raises(SourceError, match="consumers: none"):
+        await client(emulator).check()
+    assert "ack" not in emulator.requests  # it changes nothing

@@ -23,19 +23,21 @@ def test_marker_key_names_its_take() -> None:
 
 
 def test_every_key_of_a_take_comes_from_one_layout() -> None:
-    """A prefix given with slashes is the same layout; output names are the pipeline's."""
-    from pipeline.process import output_names
-
+    """A prefix given with slashes is the same layout; outputs keep the original names."""
     ref = TakeRef("m", "2", "u")
     keys = KeyLayout("/recs/", "end.json")
     assert keys.root == "recs/" and keys.take_prefix(ref) == "recs/m/2/u/"
     assert keys.marker_key(ref) == "recs/m/2/u/end.json"
     assert keys.lock_key(ref) == "recs/m/2/u/.lock"
     assert keys.marker_take("recs/m/2/u/end.json") == ref
-    for audio in ("wav", "m4a", "none"):
-        outputs = keys.output_keys(ref, audio)
-        names = output_names("u", audio)
-        assert outputs == {role: "recs/m/2/" + name for role, name in names.items()}
+    assert keys.output_keys(ref, "m4a") == {
+        "video": "recs/m/2/final_video_u.mp4",
+        "srt": "recs/m/2/subtitle_u.srt",
+        "vtt": "recs/m/2/subtitle_u.vtt",
+        "transcript": "recs/m/2/transcript_u.json",
+        "audio": "recs/m/2/final_audio_u.m4a",
+    }
+    assert "audio" not in keys.output_keys(ref, "none")
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 from consumer.keys import KeyLayout, TakeRef
 from consumer.marker import MAX_MARKER_BYTES
 from tests.support.cfqueue import QueueEmulator, r2_event
-from tests.support.harness import QUEUE, put_marker, status, upload
+from tests.support.harness import QUEUE, put_marker, send_non_takes, status, upload
 from tests.support.inprocess import cloudflare_settings, running, until
 from tests.support.s3 import s3
 from tests.support.takes import make_take
@@ -46,18 +46,13 @@ async def test_nothing_but_markers_of_the_layout_is_a_take(
     emulator: QueueEmulator, bucket: str, tmp_path: Path
 ) -> None:
     emulator.create_queue(QUEUE)
-    emulator.send(QUEUE, "not json", content_type="text")
-    emulator.send(QUEUE, {"unexpected": True})
-    for key in (
-        "recordings/../../etc/done.json",
-        "recordings/m/t/u/v/done.json",
-        "x/m/t/u/done.json",
-    ):
-        emulator.send(QUEUE, r2_event(key))
-    async with running(cloudflare_settings(emulator, bucket, tmp_path / "work")):
+    sent = send_non_takes(emulator, bucket)
+    async with running(cloudflare_settings(emulator, bucket, tmp_path / "work")) as service:
         await until(lambda: emulator.backlog(QUEUE) == 0, 20, "every message acknowledged")
+        assert service.running == set() and service.deliveries == set()
     assert s3().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
-    assert len(emulator.acked(QUEUE)) == 5
+    assert len(emulator.acked(QUEUE)) == sent
+    assert emulator.queues[QUEUE].retried == []
 
 
 async def test_an_oversized_marker_fails_the_take_unread(
@@ -69,7 +64,7 @@ async def test_an_oversized_marker_fails_the_take_unread(
     upload(bucket, tmp_path / "take", PREFIX)
     body = json.dumps({"pad": "x" * MAX_MARKER_BYTES}).encode()
     s3().put_object(Bucket=bucket, Key=KEYS.marker_key(REF), Body=body)
-    emulator.send(QUEUE, r2_event(KEYS.marker_key(REF), len(body)))
+    emulator.send(QUEUE, r2_event(KEYS.marker_key(REF), len(body), bucket=bucket))
     async with running(cloudflare_settings(emulator, bucket, tmp_path / "work")):
         failed = await until(lambda: final(bucket), 30, "the failure")
         await until(lambda: emulator.backlog(QUEUE) == 0, 10, "the message acknowledged")
@@ -93,7 +88,7 @@ async def test_a_store_that_fails_means_a_retry_with_a_delay(
 ) -> None:
     """No such bucket: a passing failure for the service; the message comes back later."""
     emulator.create_queue(QUEUE)
-    emulator.send(QUEUE, r2_event(KEYS.marker_key(REF)))
+    emulator.send(QUEUE, r2_event(KEYS.marker_key(REF), bucket="no-such-bucket"))
     settings = cloudflare_settings(emulator, "no-such-bucket", tmp_path / "work")
     async with running(settings):
         retried = await until(lambda: emulator.queues[QUEUE].retried, 20, "a retry")

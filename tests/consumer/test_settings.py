@@ -21,13 +21,37 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
         "LOG_FORMAT",
         "METRICS_PORT",
         "VIDEO_PRESET",
+        "S3_ENDPOINT_URL",
     ):
         monkeypatch.delenv(name, raising=False)
 
 
 def test_no_cloud_settings_means_the_local_source() -> None:
     settings = load_settings()
-    assert settings.source == "local" and settings.sweep_interval > 0
+    assert settings.source == "local" and settings.sweep_interval == 5.0
+
+
+def test_the_sweep_is_on_by_default_for_every_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQS_QUEUE_URL", "http://q")
+    monkeypatch.setenv("S3_BUCKET_NAME", "b")
+    assert load_settings().sweep_interval == 300.0
+    monkeypatch.setenv("SWEEP_INTERVAL_SECONDS", "0")
+    assert load_settings().sweep_interval == 0.0
+    assert load_settings(source="local").sweep_interval == 5.0  # local always sweeps
+
+
+def test_r2_jurisdiction_builds_its_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCOUNT_ID", "abc123")
+    assert load_settings().endpoint_url == "https://abc123.r2.cloudflarestorage.com"
+    monkeypatch.setenv("R2_JURISDICTION", "eu")
+    assert load_settings().endpoint_url == "https://abc123.eu.r2.cloudflarestorage.com"
+    monkeypatch.setenv("R2_JURISDICTION", "fedramp")
+    assert load_settings().endpoint_url == "https://abc123.fedramp.r2.cloudflarestorage.com"
+    monkeypatch.setenv("S3_ENDPOINT_URL", "http://minio:9000")
+    assert load_settings().endpoint_url == "http://minio:9000"
+    monkeypatch.setenv("R2_JURISDICTION", "mars")
+    with pytest.raises(SettingsError, match="R2_JURISDICTION"):
+        load_settings()
 
 
 def test_missing_setting_names_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""The object store on a real S3 server (moto) and on a folder, and the lease on both."""
+"""The object store on a real S3 server (moto) and on a folder."""
 
 from __future__ import annotations
 
@@ -7,31 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from consumer.errors import InvalidKey, LeaseHeld, LeaseLost, PreconditionFailed
-from consumer.lease import Lease
+from consumer.errors import InvalidKey, PreconditionFailed
 from consumer.storage import Storage
 from consumer.storage.local import LocalStorage
-from consumer.storage.s3 import S3Storage
-from tests.support.s3 import s3
-
-
-def s3_storage(bucket: str) -> S3Storage:
-    import os
-
-    return S3Storage(
-        bucket,
-        endpoint_url=os.environ["WHISP_TEST_S3"],
-        access_key="testing",
-        secret_key="testing",
-        region="us-east-1",
-    )
-
-
-@pytest.fixture(params=["s3", "local"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    if request.param == "s3":
-        return s3_storage(request.getfixturevalue("bucket"))
-    return LocalStorage(tmp_path / "bucket")
+from tests.support.s3 import s3, s3_storage
 
 
 async def test_conditional_put_creates_once_and_replaces_only_its_version(storage: Storage) -> None:
@@ -79,25 +58,6 @@ async def test_large_upload_is_multipart_and_whole(
     await storage.upload(path, "out/big.mp4", "video/mp4")
     got = s3().get_object(Bucket=bucket, Key="out/big.mp4")
     assert got["Body"].read() == data and "-3" in got["ETag"]
-    await storage.close()
-
-
-async def test_lease_one_winner_and_stale_takeover(storage: Storage) -> None:
-    """Two consumers race: one wins. A dead owner's expired lease is taken over."""
-    clock = [1000.0]
-    a = Lease(storage, "t/.lock", "a", 60, clock=lambda: clock[0])
-    b = Lease(storage, "t/.lock", "b", 60, clock=lambda: clock[0])
-    results = await asyncio.gather(a.acquire(), b.acquire(), return_exceptions=True)
-    assert sorted(type(r).__name__ for r in results) == ["LeaseHeld", "NoneType"]
-    winner, loser = (a, b) if results[0] is None else (b, a)
-    with pytest.raises(LeaseHeld):
-        await loser.acquire()
-    clock[0] += 61  # the winner died without releasing
-    await loser.acquire()
-    with pytest.raises(LeaseLost):
-        await winner.renew()
-    await loser.release()
-    assert await storage.get_bytes("t/.lock") is None
     await storage.close()
 
 

@@ -69,12 +69,13 @@ def read_status(path: Path) -> dict[str, Any] | None:
 class Whisp:
     """One ``whisp run`` process; its log lines are kept for assertions."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, cwd: Path | None = None) -> None:
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "consumer", "run"],
             env=env,
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -91,6 +92,12 @@ class Whisp:
     def events(self, name: str) -> list[dict[str, Any]]:
         return [line for line in self.lines() if line.get("event") == name]
 
+    @property
+    def owner(self) -> str | None:
+        """The owner name this consumer writes in leases and status records."""
+        started = self.events("whisp started")
+        return str(started[0]["owner"]) if started else None
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -101,8 +108,9 @@ class Whisp:
 
 
 @contextmanager
-def whisp(env: dict[str, str], log: Path) -> Iterator[Whisp]:
-    w = Whisp(env, log)
+def whisp(env: dict[str, str], log: Path, cwd: Path | None = None) -> Iterator[Whisp]:
+    """``whisp run`` (of the code in ``cwd``, when given) for the block; killed if left on."""
+    w = Whisp(env, log, cwd)
     try:
         yield w
     finally:
@@ -124,7 +132,8 @@ def upload(
         data = (folder / name).read_bytes()
         put = client.put_object(Bucket=bucket, Key=prefix + name, Body=data)
         if emulator is not None:
-            emulator.send(QUEUE, r2_event(prefix + name, len(data), put["ETag"].strip('"')))
+            etag = put["ETag"].strip('"')
+            emulator.send(QUEUE, r2_event(prefix + name, len(data), etag, bucket=bucket))
 
 
 def put_marker(
@@ -134,7 +143,24 @@ def put_marker(
     data = json.dumps(body).encode()
     put = client.put_object(Bucket=bucket, Key=prefix + "done.json", Body=data)
     if emulator is not None:
-        emulator.send(QUEUE, r2_event(prefix + "done.json", len(data), put["ETag"].strip('"')))
+        etag = put["ETag"].strip('"')
+        emulator.send(QUEUE, r2_event(prefix + "done.json", len(data), etag, bucket=bucket))
+
+
+def send_non_takes(emulator: QueueEmulator, bucket: str) -> int:
+    """Messages that are not takes (unreadable bodies, hostile or foreign keys); how many."""
+    emulator.send(QUEUE, "not json", content_type="text")
+    emulator.send(QUEUE, "AAAA", content_type="v8")
+    emulator.send(QUEUE, {"unexpected": True})
+    keys = [
+        "recordings/../../etc/x/done.json",
+        "recordings/m/t/../done.json",
+        "recordings/m/t/u/v/done.json",
+        "elsewhere/m/t/u/done.json",
+    ]
+    for key in keys:
+        emulator.send(QUEUE, r2_event(key, bucket=bucket))
+    return 3 + len(keys)
 
 
 def status(bucket: str, key: str) -> dict[str, Any] | None:
@@ -144,6 +170,20 @@ def status(bucket: str, key: str) -> dict[str, Any] | None:
     except client.exceptions.NoSuchKey:
         return None
     return dict(json.loads(body))
+
+
+def versioned(bucket: str) -> str:
+    """Turn on versioning, so that every upload of a key can be counted."""
+    client: Any = s3()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return bucket
+
+
+def uploads(bucket: str, key: str) -> int:
+    """How many times ``key`` was written (the bucket must be ``versioned``)."""
+    client: Any = s3()
+    found = client.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+    return sum(1 for v in found if v["Key"] == key)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 90, what: str = "condition") -> Any:

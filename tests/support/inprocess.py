@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from consumer.backends import make_source, make_storage
+from consumer.keys import KeyLayout
 from consumer.service import Service
 from consumer.settings import Settings, load_settings
+from consumer.storage import Storage
+from consumer.take import TakeJob
+from consumer.workers import WorkerPool
 from tests.support.cfqueue import ACCOUNT, TOKEN, QueueEmulator
 from tests.support.harness import QUEUE
 
@@ -45,6 +49,12 @@ def cloudflare_settings(
     }
     values.update(overrides)
     return load_settings(**values)
+
+
+def take_job(storage: Storage, owner: str, folder: Path, **settings: Any) -> TakeJob:
+    """The take job alone, as the consumer ``owner`` runs it (work files under ``folder``)."""
+    values: dict[str, Any] = {"source": "local", "work_dir": folder / "work", **settings}
+    return TakeJob(load_settings(**values), storage, WorkerPool(1), KeyLayout(), owner)
 
 
 @asynccontextmanager

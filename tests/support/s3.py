@@ -10,6 +10,8 @@ from typing import Any
 
 import boto3
 
+from consumer.storage.s3 import S3Storage
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -33,6 +35,17 @@ def moto_server() -> Iterator[str]:
         yield url
     finally:
         server.stop()
+
+
+def s3_storage(bucket: str, endpoint: str | None = None) -> S3Storage:
+    """whisp's own store on the test server (or on a proxy in front of it)."""
+    return S3Storage(
+        bucket,
+        endpoint_url=endpoint or os.environ["WHISP_TEST_S3"],
+        access_key="testing",
+        secret_key="testing",
+        region="us-east-1",
+    )
 
 
 def s3(url: str | None = None) -> Any:

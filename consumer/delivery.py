@@ -1,0 +1,135 @@
+"""What becomes of one message, or of one take the sweep found: claim its takes, settle
+the message (acknowledged once every take is claimed or needs nothing; retried with the
+longest delay asked for otherwise), then make what was claimed.
+
+Errors are sorted here by phase. Before the claim, a passing failure (the store, a bug)
+is a retry of the message; after it, the message is settled already, so a failure is
+logged and the take, its lease released, is left to the sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import structlog
+
+from consumer import logs, metrics
+from consumer.errors import SourceUnavailable, StorageError
+from consumer.keys import TakeRef
+from consumer.retry import take_retry_delay
+from consumer.settings import Settings
+from consumer.sources import Message, Source
+from consumer.take import Claim, Outcome, TakeJob
+
+log = structlog.get_logger(__name__)
+
+# While its takes are claimed, a message is kept hidden for this many lease lengths ahead,
+# extended every lease length (SQS; a pull consumer cannot extend).
+HIDE_LEASES = 3
+
+
+class Delivery:
+    """The phases of the takes the loop dispatches, one call per busy worker."""
+
+    def __init__(self, job: TakeJob, source: Source, settings: Settings) -> None:
+        self.job = job
+        self.source = source
+        self.settings = settings
+        self.takes_handled = 0
+
+    async def message(self, message: Message, refs: list[TakeRef]) -> None:
+        """Claim the message's takes, settle the message, then make what was claimed."""
+        claims: list[Claim] = []
+        delays: list[float] = []
+        keeper = asyncio.create_task(self._keep_hidden(message))
+        try:
+            for ref in refs:
+                step = await self._claim(ref, message.attempts)
+                if isinstance(step, Claim):
+                    claims.append(step)
+                elif not step.ack:
+                    delays.append(step.delay)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        await self.settle([message], max(delays) if delays else None)
+        for claim in claims:
+            await self._work(claim)
+
+    async def swept(self, ref: TakeRef) -> None:
+        """A take the sweep found: no message to settle."""
+        step = await self._claim(ref, attempts=1)
+        if isinstance(step, Claim):
+            await self._work(step)
+
+    async def _claim(self, ref: TakeRef, attempts: int) -> Claim | Outcome:
+        """The claim phase, counted as running until its work ends (or it claims nothing)."""
+        metrics.RUNNING.inc()
+        claimed = False
+        started = time.monotonic()
+        structlog.contextvars.bind_contextvars(**logs.take_fields(ref), stage="start")
+        try:
+            step = await self._claim_or_retry(ref, attempts)
+            claimed = isinstance(step, Claim)
+            if isinstance(step, Outcome):
+                metrics.record_take(step.state, time.monotonic() - started)
+            return step
+        finally:
+            if not claimed:
+                metrics.RUNNING.dec()
+            structlog.contextvars.unbind_contextvars(*logs.TAKE_FIELDS, "stage")
+
+    async def _claim_or_retry(self, ref: TakeRef, attempts: int) -> Claim | Outcome:
+        """The take job's claim; a passing failure becomes a retry, never a crash."""
+        try:
+            return await self.job.claim(ref)
+        except StorageError as e:
+            log.warning("storage error; will retry", error=str(e))
+            delay = take_retry_delay(attempts, self.settings.retry_delay_seconds)
+            return Outcome("retry", str(e), delay)
+        except Exception as e:
+            log.exception("unexpected error; will retry")
+            delay = take_retry_delay(attempts, self.settings.retry_delay_seconds, unexpected=True)
+            return Outcome("retry", f"{type(e).__name__}: {e}", delay)
+
+    async def _work(self, claim: Claim) -> None:
+        """The work phase; its message is settled already, so failures only get logged."""
+        started = time.monotonic()
+        state = "retry"  # what an interrupted take comes to: the sweep takes it up again
+        structlog.contextvars.bind_contextvars(**logs.take_fields(claim.ref), stage="work")
+        try:
+            state = (await self.job.work(claim)).state
+        except StorageError as e:
+            log.warning("storage error; the sweep will take the take up again", error=str(e))
+        except Exception:
+            log.exception("unexpected error; the sweep will take the take up again")
+        finally:
+            self.takes_handled += 1
+            metrics.RUNNING.dec()
+            metrics.record_take(state, time.monotonic() - started)
+            structlog.contextvars.unbind_contextvars(*logs.TAKE_FIELDS, "stage")
+
+    async def settle(self, messages: list[Message], retry_after: float | None) -> None:
+        """Acknowledge the messages, or retry them after ``retry_after`` seconds."""
+        try:
+            if retry_after is None:
+                await self.source.ack(messages)
+                metrics.MESSAGES.labels("acked").inc(len(messages))
+            else:
+                for message in messages:
+                    await self.source.retry(message, retry_after)
+                metrics.MESSAGES.labels("retried").inc(len(messages))
+        except SourceUnavailable as e:
+            log.warning("could not settle messages; they will come back", error=str(e))
+
+    async def _keep_hidden(self, message: Message) -> None:
+        """Keep the message invisible while its takes are claimed (where the source can)."""
+        while True:
+            try:
+                await self.source.extend(message, self.settings.lease_seconds * HIDE_LEASES)
+            except SourceUnavailable as e:
+                log.warning("could not extend the message's visibility", error=str(e))
+            await asyncio.sleep(self.settings.lease_seconds)

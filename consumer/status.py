@@ -1,0 +1,131 @@
+"""The take's status record beside its outputs, the fingerprint of the input it was made
+from, and what the bucket shows of a take (``look``): what a reader, the sweep and the
+next delivery of the marker go by.
+
+The record is written first (the claim), at each stage and last; only the lease holder
+writes it, and every write checks the lease first. ``state`` is ``processing``, ``done``
+or ``failed``; ``done`` or ``failed`` with the same fingerprint means there is nothing to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from consumer import __version__, metrics
+from consumer.keys import KeyLayout, TakeRef
+from consumer.lease import Lease
+from consumer.storage import ObjectInfo, Storage, get_json
+from pipeline.chunks import parse_chunk_name
+
+log = structlog.get_logger(__name__)
+
+FINAL_STATES = frozenset({"done", "failed"})
+WAITING_FOR_CHUNKS = "waiting for chunks"
+
+
+def fingerprint(chunks: list[ObjectInfo], marker: ObjectInfo) -> dict[str, Any]:
+    """Chunk names, sizes and ETags and the marker's ETag, as listed: new chunks or a new
+    marker upload are a new input."""
+    items = sorted((c.name, c.size, c.etag) for c in chunks)
+    digest = hashlib.sha256(json.dumps([items, marker.etag]).encode()).hexdigest()
+    return {
+        "hash": digest,
+        "marker_etag": marker.etag,
+        "chunks": [{"name": n, "size": s, "etag": e} for n, s, e in items],
+    }
+
+
+class StatusRecord:
+    """The record of one attempt at a take, written through to the bucket at each step."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        key: str,
+        lease: Lease,
+        ref: TakeRef,
+        *,
+        fingerprint: dict[str, Any],
+        previous: dict[str, Any],
+        engine: str,
+    ) -> None:
+        self.storage = storage
+        self.key = key
+        self.lease = lease
+        self.started = time.time()
+        self.clock = metrics.StageClock()
+        self.record: dict[str, Any] = {
+            "meeting_id": ref.meeting_id,
+            "take": ref.take,
+            "user_id": ref.user_id,
+            "attempts": int(previous.get("attempts", 0)) + 1,
+            "fingerprint": fingerprint,
+            "engine": engine,
+            "version": __version__,
+            "owner": lease.owner,
+        }
+
+    async def write(self, state: str, stage: str) -> None:
+        """Write the record with this state and stage; ``LeaseLost`` if the lease is not ours."""
+        structlog.contextvars.bind_contextvars(stage=stage)
+        self.lease.check()
+        if self.clock.enter(stage):
+            log.info("stage started", state=state)
+        self.record.update(
+            state=state,
+            stage=stage,
+            updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            elapsed=round(time.time() - self.started, 3),
+        )
+        body = json.dumps(self.record, indent=2).encode()
+        await self.storage.put_bytes(self.key, body, "application/json")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A take as the bucket shows it: marker, chunks, their fingerprint, the last status."""
+
+    marker: ObjectInfo
+    chunks: list[ObjectInfo]
+    fingerprint: dict[str, Any]
+    previous: dict[str, Any]
+
+    @property
+    def same_input(self) -> bool:
+        return bool(self.previous.get("fingerprint", {}).get("hash") == self.fingerprint["hash"])
+
+    @property
+    def finished(self) -> bool:
+        """Made (or failed for good) from this very input: nothing to do."""
+        return self.same_input and self.previous.get("state") in FINAL_STATES
+
+    @property
+    def claimed(self) -> bool:
+        """Claimed from this input by whoever holds the lease (not waiting for chunks)."""
+        stage = self.previous.get("stage")
+        return (
+            self.same_input
+            and self.previous.get("state") == "processing"
+            and stage
+            not in (
+                WAITING_FOR_CHUNKS,
+                None,
+            )
+        )
+
+
+async def look(storage: Storage, keys: KeyLayout, ref: TakeRef) -> Seen | None:
+    """What the bucket holds of the take: its input and status; None without a marker."""
+    objects = await storage.list_objects(keys.take_prefix(ref))
+    marker = next((o for o in objects if o.key == keys.marker_key(ref)), None)
+    if marker is None:
+        return None
+    chunks = [o for o in objects if parse_chunk_name(o.name)]
+    previous = await get_json(storage, keys.status_key(ref)) or {}
+    return Seen(marker, chunks, fingerprint(chunks, marker), previous)
