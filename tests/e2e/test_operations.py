@@ -215,7 +215,7 @@ def test_health_and_metrics_during_a_run(tmp_path: Path) -> None:
     }
     assert sample['whisp_takes_total{outcome="done"}'] == 1
     assert sample['whisp_take_seconds_count{outcome="done"}'] == 1
-    for stage in ("checking", "downloading", "processing", "uploading", "encode", "transcribe"):
+    for stage in ("claimed", "downloading", "processing", "uploading", "encode", "transcribe"):
         assert sample[f'whisp_stage_seconds_count{{stage="{stage}"}}'] == 1, stage
     assert sample["whisp_transcription_rtf_count"] == 1
     assert sample["whisp_pulls_total"] > 0 and sample["whisp_last_pull_timestamp_seconds"] > 0
@@ -227,7 +227,7 @@ def test_health_and_metrics_during_a_run(tmp_path: Path) -> None:
         assert (line["meeting_id"], line["take"], line["user_id"]) == ("m1", "1", "alice"), line
         assert line.get("stage"), line
     started = [line["stage"] for line in lines if line["event"] == "stage started"]
-    assert started[:3] == ["checking", "downloading", "processing"]
+    assert started[:3] == ["claimed", "downloading", "processing"]
     assert {"encode", "transcribe", "mux", "uploading", "done"} <= set(started)
     assert [line["event"] for line in take_lines].count("take started") == 1
     assert w.events("whisp stopped")[0]["processed"] >= 1
