@@ -78,6 +78,11 @@ class KeyLayout:
         names = output_names(ref.user_id, audio_output)
         return {role: self.output_prefix(ref) + name for role, name in names.items()}
 
+    def meeting_keys(self, ref: TakeRef) -> dict[str, str]:
+        """The meeting's transcript files of the take ``ref`` is a participant of."""
+        prefix = self.output_prefix(ref)
+        return {kind: f"{prefix}transcript.{kind}" for kind in ("json", "srt", "vtt", "txt")}
+
     def split(self, key: str) -> tuple[TakeRef, str] | None:
         """The take a key belongs to and the object's name, or None if it is not of a take."""
         if not key.startswith(self.root):

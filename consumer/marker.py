@@ -3,6 +3,7 @@ what they mean for the pipeline (with the service's settings) and for the chunks
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -41,6 +42,28 @@ class MarkerOptions(BaseModel):
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
     skip_transcription: bool = False
     cleanup: bool = True
+    # When the recorder started: RFC 3339 with an offset, or Unix milliseconds. Read as
+    # Unix seconds; it aligns the participants of a meeting in its transcript.
+    started_at: float | None = None
+
+    @field_validator("started_at", mode="before")
+    @classmethod
+    def _instant(cls, value: object) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not 0 <= value < 1e14:
+                raise ValueError("Unix milliseconds out of range")
+            return float(value) / 1000.0
+        if isinstance(value, str):
+            try:
+                when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError("not an RFC 3339 time") from None
+            if when.tzinfo is None:
+                raise ValueError("an RFC 3339 time needs its offset (Z or +hh:mm)")
+            return when.timestamp()
+        raise ValueError("RFC 3339 text or Unix milliseconds")
 
     @field_validator("whisper_model")
     @classmethod

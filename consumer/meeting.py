@@ -13,50 +13,29 @@ reads again and rebuilds, so the last writer to succeed has seen every finished 
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
-from consumer.errors import PreconditionFailed
-from consumer.keys import KeyLayout, valid_id
-from consumer.storage import Storage, get_json
+from consumer.errors import ObjectTooLarge, PreconditionFailed
+from consumer.keys import KeyLayout, TakeRef, valid_id
+from consumer.marker import MAX_MARKER_BYTES, parse_marker
+from consumer.storage import Storage, content_type, get_json
 from pipeline import meeting
+from pipeline.errors import TakeError
 from pipeline.meeting import Participant
 
 log = structlog.get_logger(__name__)
 
-FILES = {
-    "json": ("transcript.json", "application/json"),
-    "srt": ("transcript.srt", "application/x-subrip"),
-    "vtt": ("transcript.vtt", "text/vtt; charset=utf-8"),
-    "txt": ("transcript.txt", "text/plain; charset=utf-8"),
-}
+# A commit refused this many times in a row (takes finishing one after another): give up
+# for now; the next take of the meeting to finish rebuilds the files again.
 ATTEMPTS = 5
-
-
-def parse_started_at(value: Any) -> float | None:
-    """A recorder's start as Unix seconds: RFC 3339 text or Unix milliseconds."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value) / 1000.0
-    if isinstance(value, str):
-        try:
-            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if when.tzinfo is None:
-            return None
-        return when.timestamp()
-    return None
+TRANSCRIPT_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
 class MeetingFiles:
-    """What a rebuild wrote (keys by kind), or nothing when the files were already so."""
+    """What a rebuild left in the bucket (keys by kind), and whether it wrote them."""
 
     keys: dict[str, str]
     changed: bool
@@ -64,21 +43,17 @@ class MeetingFiles:
 
 
 class MeetingTranscript:
-    def __init__(self, storage: Storage, layout: KeyLayout) -> None:
+    def __init__(self, storage: Storage, keys: KeyLayout) -> None:
         self.storage = storage
-        self.layout = layout
+        self.keys = keys
 
-    def _prefix(self, meeting_id: str, take: str) -> str:
-        return f"{self.layout.recordings.strip('/')}/{meeting_id}/{take}/"
-
-    async def rebuild(self, meeting_id: str, take: str) -> MeetingFiles:
-        """Rebuild the take's meeting files from every participant the bucket holds."""
-        prefix = self._prefix(meeting_id, take)
-        keys = {kind: prefix + name for kind, (name, _) in FILES.items()}
+    async def rebuild(self, ref: TakeRef) -> MeetingFiles:
+        """Rebuild the meeting files of ``ref``'s take from every participant in the bucket."""
+        keys = self.keys.meeting_keys(ref)
         for _ in range(ATTEMPTS):
-            current = await self.storage.get_bytes(keys["json"], max_bytes=64 << 20)
-            participants = await self._participants(prefix)
-            merged = meeting.merge(meeting_id, take, participants)
+            current = await self.storage.get_bytes(keys["json"], max_bytes=TRANSCRIPT_BYTES)
+            participants = await self._participants(ref)
+            merged = meeting.merge(ref.meeting_id, ref.take, participants)
             body = meeting.to_json(merged)
             if current is not None and current[0].decode(errors="replace") == body:
                 return MeetingFiles(keys, False, len(participants))
@@ -88,12 +63,12 @@ class MeetingTranscript:
                 "txt": meeting.to_text(merged),
             }
             for kind, text in texts.items():
-                await self.storage.put_bytes(keys[kind], text.encode(), FILES[kind][1])
+                await self.storage.put_bytes(keys[kind], text.encode(), content_type(keys[kind]))
             try:
                 await self.storage.put_bytes(
                     keys["json"],
                     body.encode(),
-                    FILES["json"][1],
+                    content_type(keys["json"]),
                     if_none_match=current is None,
                     if_match=current[1] if current is not None else None,
                 )
@@ -104,29 +79,30 @@ class MeetingTranscript:
             return MeetingFiles(keys, True, len(participants))
         raise PreconditionFailed(f"{keys['json']}: changed {ATTEMPTS} times while rebuilding")
 
-    async def _participants(self, prefix: str) -> list[Participant]:
-        objects = await self.storage.list_objects(prefix)
+    async def _participants(self, ref: TakeRef) -> list[Participant]:
+        """Everyone with chunks, a marker or a status under the take, and how far they got."""
+        prefix = self.keys.output_prefix(ref)
         users: set[str] = set()
-        statuses: set[str] = set()
-        for obj in objects:
+        for obj in await self.storage.list_objects(prefix):
             rest = obj.key[len(prefix) :]
             if "/" in rest:
                 user = rest.split("/", 1)[0]
-                if valid_id(user):
-                    users.add(user)
             elif rest.startswith("status_") and rest.endswith(".json"):
                 user = rest.removeprefix("status_").removesuffix(".json")
-                if valid_id(user):
-                    users.add(user)
-                    statuses.add(user)
-        return [await self._participant(prefix, user, user in statuses) for user in sorted(users)]
+            else:
+                continue
+            if valid_id(user):
+                users.add(user)
+        return [
+            await self._participant(TakeRef(ref.meeting_id, ref.take, user))
+            for user in sorted(users)
+        ]
 
-    async def _participant(self, prefix: str, user: str, has_status: bool) -> Participant:
-        status = await get_json(self.storage, f"{prefix}status_{user}.json") if has_status else None
-        marker = await self._marker(prefix, user)
-        started_at = parse_started_at(marker.get("started_at")) if marker else None
+    async def _participant(self, ref: TakeRef) -> Participant:
+        status = await get_json(self.storage, self.keys.status_key(ref))
+        started_at = await self._started_at(ref)
         if status is None:
-            return Participant(user, "missing", started_at)
+            return Participant(ref.user_id, "missing", started_at)
         state = str(status.get("state") or "missing")
         error = status.get("error") if state == "failed" else None
         message = (
@@ -134,20 +110,14 @@ class MeetingTranscript:
         )
         transcript = None
         if state == "done":
-            transcript = await get_json(self.storage, f"{prefix}transcript_{user}.json", 64 << 20)
-        return Participant(user, state, started_at, transcript, message)
+            key = self.keys.output_keys(ref, "none")["transcript"]
+            transcript = await get_json(self.storage, key, TRANSCRIPT_BYTES)
+        return Participant(ref.user_id, state, started_at, transcript, message)
 
-    async def _marker(self, prefix: str, user: str) -> dict[str, Any] | None:
+    async def _started_at(self, ref: TakeRef) -> float | None:
+        """When the participant's recorder started, as its marker says (None if unsaid)."""
         try:
-            found = await self.storage.get_bytes(
-                f"{prefix}{user}/{self.layout.marker_name}", max_bytes=64 * 1024
-            )
-        except ValueError:
+            found = await self.storage.get_bytes(self.keys.marker_key(ref), MAX_MARKER_BYTES)
+            return parse_marker(found[0]).started_at if found is not None else None
+        except (ObjectTooLarge, TakeError):
             return None
-        if found is None:
-            return None
-        try:
-            value = json.loads(found[0] or b"{}")
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None

@@ -42,6 +42,7 @@ from consumer.marker import (
     parse_marker,
     pipeline_options,
 )
+from consumer.meeting import MeetingTranscript
 from consumer.retry import chunk_wait_delay, lease_wait_delay, take_retry_delay
 from consumer.settings import Settings
 from consumer.status import WAITING_FOR_CHUNKS, StatusRecord, look
@@ -152,13 +153,28 @@ class TakeJob:
         """Make the claimed take; the lease is released at the end, whatever happens."""
         _bind(claim.ref, "work")
         try:
-            return await claim.lease.hold(self._settled(claim))
+            outcome = await claim.lease.hold(self._settled(claim))
         except LeaseLost:
             log.warning("lease lost: the take's work stopped, its new owner finishes it")
             return Outcome("lost", "lease lost")
         finally:
             structlog.contextvars.bind_contextvars(stage="end")
             await claim.lease.release()
+        if outcome.state in ("done", "failed"):
+            await self._rebuild_meeting(claim.ref)
+        return outcome
+
+    async def _rebuild_meeting(self, ref: TakeRef) -> None:
+        """The meeting's transcript files, now that this participant's take has ended.
+        Never the take's failure: the next take of the meeting to end rebuilds them."""
+        structlog.contextvars.bind_contextvars(stage="meeting transcript")
+        try:
+            files = await MeetingTranscript(self.storage, self.keys).rebuild(ref)
+        except StorageError as e:
+            log.warning("meeting transcript not rebuilt", error=str(e))
+            return
+        if files.changed and self.notifier is not None:
+            await self.notifier.notify(ref, "meeting_transcript", files.keys, None)
 
     async def _settled(self, claim: Claim) -> Outcome:
         """Every take error ends here, in one branch: retried while it may pass (chunks

@@ -22,6 +22,7 @@ CONTENT_TYPES = {
     ".srt": "application/x-subrip",
     ".vtt": "text/vtt; charset=utf-8",
     ".json": "application/json",
+    ".txt": "text/plain; charset=utf-8",
 }
 
 

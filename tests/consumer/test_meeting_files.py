@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 
-from consumer.keys import KeyLayout
-from consumer.meeting import MeetingTranscript, parse_started_at
+from consumer.errors import BadMarker
+from consumer.keys import KeyLayout, TakeRef
+from consumer.marker import parse_marker
+from consumer.meeting import MeetingTranscript
 from consumer.storage.s3 import S3Storage
 from tests.pipeline.test_meeting import said
 
 PREFIX = "recordings/m1/1/"
+REF = TakeRef("m1", "1", "alice")
 
 
 def s3_storage(bucket: str) -> S3Storage:
@@ -46,10 +49,17 @@ async def read(storage: S3Storage, name: str) -> str:
         ("2026-11-25T10:00:01", None),  # no offset: ambiguous
         ("yesterday", None),
         (True, None),
+        (-5, None),
     ],
 )
 def test_started_at_is_rfc3339_or_unix_milliseconds(value: Any, seconds: float | None) -> None:
-    assert parse_started_at(value) == seconds
+    """The marker's started_at: a time it can read, else a bad marker saying why."""
+    body = json.dumps({"started_at": value}).encode()
+    if seconds is None:
+        with pytest.raises(BadMarker, match="started_at"):
+            parse_marker(body)
+    else:
+        assert parse_marker(body).started_at == seconds
 
 
 async def test_a_late_participant_and_a_failed_one_rebuild_the_files(bucket: str) -> None:
@@ -57,7 +67,7 @@ async def test_a_late_participant_and_a_failed_one_rebuild_the_files(bucket: str
     files = MeetingTranscript(storage, KeyLayout())
     await finished(storage, "alice", 1000_000, (0.0, 2.0, "Good morning everyone."))
     await storage.put_bytes(f"{PREFIX}bob/video_0.webm", b"chunk")
-    first = await files.rebuild("m1", "1")
+    first = await files.rebuild(REF)
     assert first.changed and first.keys["json"] == PREFIX + "transcript.json"
     body = json.loads(await read(storage, "transcript.json"))
     assert body["missing"] == ["bob"] and body["failed"] == []
@@ -69,7 +79,7 @@ async def test_a_late_participant_and_a_failed_one_rebuild_the_files(bucket: str
         ).encode(),
     )
     await finished(storage, "carol", 1002_000, (1.0, 2.0, "Hello Alice."))
-    await files.rebuild("m1", "1")
+    await files.rebuild(REF)
     body = json.loads(await read(storage, "transcript.json"))
     assert body["failed"] == ["bob"] and body["missing"] == []
     assert body["aligned"] is True
@@ -79,7 +89,7 @@ async def test_a_late_participant_and_a_failed_one_rebuild_the_files(bucket: str
     ]
     assert "carol: Hello Alice." in await read(storage, "transcript.srt")
     assert "<v carol>Hello Alice." in await read(storage, "transcript.vtt")
-    again = await files.rebuild("m1", "1")
+    again = await files.rebuild(REF)
     assert not again.changed  # the same bucket gives the same files: nothing written
     head = await storage.list_objects(PREFIX + "transcript.")
     assert sorted(o.name for o in head) == [
@@ -121,10 +131,10 @@ async def test_two_takes_finishing_at_once_both_end_up_in_the_files(bucket: str)
 
     async def bob_finishes() -> None:
         await finished(storage, "bob", 1001_000, (0.5, 1.5, "Morning."))
-        await MeetingTranscript(storage, KeyLayout()).rebuild("m1", "1")
+        await MeetingTranscript(storage, KeyLayout()).rebuild(REF)
 
     alice = SlowWriter(bucket, bob_finishes)
-    result = await MeetingTranscript(alice, KeyLayout()).rebuild("m1", "1")
+    result = await MeetingTranscript(alice, KeyLayout()).rebuild(REF)
     # Her stale commit was refused; read again, the files already say what she would.
     assert result.participants == 2 and not result.changed
     body = json.loads(await read(storage, "transcript.json"))
