@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import av
 import av.error
@@ -35,13 +35,13 @@ import av.error
 from pipeline.captions import Cue, ass_dialogue
 from pipeline.chunks import ChunkPlan, Layout, Track
 from pipeline.errors import CorruptMedia, LimitExceeded, NoVideo
+from pipeline.speech import SpeechWriter
 
 AudioOutput = Literal["wav", "m4a", "none"]
 Progress = Callable[[float], None]
 
 MS = Fraction(1, 1000)
 AUDIO_RATE = 48_000
-SPEECH_RATE = 16_000
 COPY_CODECS = frozenset({"h264"})
 # The intermediate (MPEG-TS) cannot hold negative times, and encoders start below zero
 # (B-frame reordering, AAC priming). Everything is written this much later and moved
@@ -403,13 +403,8 @@ class _AudioSink:
             self.wav = av.open(str(self.wav_path), "w", format="wav")
             self.wav_stream = self.wav.add_stream("pcm_s16le", rate=AUDIO_RATE)
             self.wav_stream.layout = self.layout
-        self.speech_path: Path | None = None
-        self.speech_file: BinaryIO | None = None
-        self.speech: av.AudioResampler | None = None
-        if options.speech:
-            self.speech_path = work / "speech.f32"
-            self.speech_file = self.speech_path.open("wb")
-            self.speech = av.AudioResampler(format="flt", layout="mono", rate=SPEECH_RATE)
+        self.speech = SpeechWriter(work / "speech.f32") if options.speech else None
+        self.speech_path = self.speech.path if self.speech is not None else None
         self.warnings = warnings
 
     def write(self, frame: Any, seconds: float) -> None:
@@ -432,9 +427,8 @@ class _AudioSink:
             if self.wav is not None:
                 for packet in self.wav_stream.encode(f):
                     self.wav.mux(packet)
-            if self.speech is not None and self.speech_file is not None:
-                for s in self.speech.resample(f):
-                    self.speech_file.write(s.to_ndarray().tobytes())
+            if self.speech is not None:
+                self.speech.write(f)
 
     def close(self) -> None:
         self._emit(self.resampler.resample(None))
@@ -444,16 +438,14 @@ class _AudioSink:
             for packet in self.wav_stream.encode(None):
                 self.wav.mux(packet)
             self.wav.close()
-        if self.speech is not None and self.speech_file is not None:
-            for s in self.speech.resample(None):
-                self.speech_file.write(s.to_ndarray().tobytes())
-            self.speech_file.close()
+        if self.speech is not None:
+            self.speech.close()
 
     def abort(self) -> None:
         if self.wav is not None:
             self.wav.close()
-        if self.speech_file is not None:
-            self.speech_file.close()
+        if self.speech is not None:
+            self.speech.abort()
 
 
 class _VideoSink:
