@@ -4,6 +4,7 @@
     python bench/run.py copy     [--minutes 10]   an H.264 source: stream copy, x realtime
     python bench/run.py memory   [--minutes 10 60] peak memory, long take vs short take
     python bench/run.py whisper                   faster-whisper vs openai-whisper, same model
+    python bench/run.py speech                    word error rate and speed on a known script
     python bench/run.py queue    [--messages 5000] non-marker acks per second, marker to done
     python bench/run.py delivery [--markers 20]   20 markers at once on two consumers: marker
                                                   to done, this tree vs the code before issue 10
@@ -305,6 +306,58 @@ def bench_whisper(repeat: int) -> None:
     shutil.rmtree(work)
 
 
+def bench_speech() -> None:
+    """Word error rate (after Whisper's English normalizer) and real-time factor of whisp's
+    two engines on tests/fixtures/speech-3min, from the samples whisp's encode pass
+    writes, beside faster-whisper's own run (decode_audio of the take's audio, defaults)."""
+    from faster_whisper import WhisperModel
+
+    from pipeline.chunks import plan_take
+    from pipeline.encode import encode_take
+    from pipeline.transcribe import FasterWhisper, OpenAIWhisper, bundled_model, read_samples
+    from tests.support.checkpoint import convert
+    from tests.support.speech import SPEECH_TAKE, engine_reads, score, script
+
+    work = Path(tempfile.mkdtemp())
+    encoded = encode_take(plan_take(SPEECH_TAKE), work)
+    assert encoded.speech_path is not None
+    samples = read_samples(encoded.speech_path)
+    length = len(samples) / 16_000
+    threads = os.cpu_count() or 1
+    bundled = bundled_model()
+    assert bundled is not None
+    checkpoint = convert(bundled, work / "tiny.en.pt")
+    own = WhisperModel(str(bundled), device="cpu", compute_type="int8", cpu_threads=threads)
+    fast = FasterWhisper("tiny.en", device="cpu", threads=threads)
+    reference = OpenAIWhisper(str(checkpoint), device="cpu", threads=threads)
+
+    def itself(audio: Any) -> str:
+        return " ".join(s.text for s in own.transcribe(audio, language="en")[0])
+
+    runs: list[tuple[str, Callable[[Any], str], Any]] = [
+        ("faster-whisper itself", itself, engine_reads(SPEECH_TAKE)),
+        ("whisp faster-whisper", lambda audio: fast.transcribe(audio, "en").text, samples),
+        ("whisp openai-whisper", lambda audio: reference.transcribe(audio, "en").text, samples),
+    ]
+    sentences = script()
+    print(
+        f"speech tiny.en on speech-3min ({length:.0f} s, {len(sentences)} sentences), "
+        f"{threads} threads, CPU (int8 for faster-whisper, fp32 for openai-whisper):"
+    )
+    for name, run, audio in runs:
+        run(audio[: 16_000 * 5])  # warm up
+        started = time.monotonic()
+        text = run(audio)
+        elapsed = time.monotonic() - started
+        heard = score(sentences, text)
+        print(
+            f"  {name:22s} WER {heard.wer:.3f}, sentences missing {len(heard.missing(sentences))}, "
+            f"{elapsed:5.1f} s, RTF {elapsed / length:.3f} ({length / elapsed:.1f}x realtime)",
+            flush=True,
+        )
+    shutil.rmtree(work)
+
+
 def bench_queue(count: int) -> None:
     from consumer.service import Service
     from consumer.settings import load_settings
@@ -512,7 +565,8 @@ def bench_delivery(markers: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument(
-        "what", choices=["video", "copy", "memory", "whisper", "queue", "delivery", "all"]
+        "what",
+        choices=["video", "copy", "memory", "whisper", "speech", "queue", "delivery", "all"],
     )
     p.add_argument("--minutes", type=float, nargs="*", default=None)
     p.add_argument("--messages", type=int, default=5000)
@@ -526,6 +580,8 @@ def main() -> None:
         bench_delivery(args.markers)
     if args.what in ("whisper", "all"):
         bench_whisper(args.repeat)
+    if args.what in ("speech", "all"):
+        bench_speech()
     if args.what in ("copy", "all"):
         bench_copy(minutes[0] if minutes else 10)
     if args.what in ("video", "all"):

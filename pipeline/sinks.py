@@ -17,35 +17,14 @@ from av.container import OutputContainer
 
 from pipeline.errors import reason
 from pipeline.options import MediaOptions
+from pipeline.speech import SpeechWriter
 from pipeline.timeline import MS, Packet
 
 AUDIO_RATE = 48_000
-SPEECH_RATE = 16_000
 # The intermediate (MPEG-TS) cannot hold negative times, and encoders start below zero
 # (B-frame reordering, AAC priming). Everything is written this much later and moved
 # back when the MP4 is made, so the muxer never shifts anything on its own.
 LEAD = 1  # seconds
-
-
-class SpeechSamples:
-    """16 kHz mono float32 samples for Whisper, written to a file as the audio goes by."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file = path.open("wb")
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SPEECH_RATE)
-
-    def write(self, frame: av.AudioFrame | None) -> None:
-        """Resample a frame into the file; None flushes the resampler."""
-        for s in self._resampler.resample(frame):
-            self._file.write(s.to_ndarray().tobytes())
-
-    def close(self) -> None:
-        self.write(None)
-        self._file.close()
-
-    def abort(self) -> None:
-        self._file.close()
 
 
 class AudioSink:
@@ -82,7 +61,7 @@ class AudioSink:
             self.wav = av.open(str(self.wav_path), "w", format="wav")
             self.wav_stream = self.wav.add_stream("pcm_s16le", rate=AUDIO_RATE)
             self.wav_stream.layout = self.channel_layout
-        self.speech = SpeechSamples(work / "speech.f32") if options.speech else None
+        self.speech = SpeechWriter(work / "speech.f32") if options.speech else None
         self.warnings = warnings
 
     def write(self, frame: av.AudioFrame, seconds: float) -> None:
