@@ -24,12 +24,14 @@ from consumer.errors import WorkerCrashed
 from pipeline.process import TakeOptions, TakeResult, process_take
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     # The service drains on SIGINT/SIGTERM; workers finish their take meanwhile.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # A service killed outright (SIGKILL, OOM) must not leave its workers behind.
-    parent = os.getppid()
+    # A service killed outright (SIGKILL, OOM) must not leave its workers behind. The
+    # service names itself: a worker still starting when it died (spawning and importing
+    # take seconds) would otherwise take its new parent, init, for the service, and wait
+    # for work forever.
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 
 
@@ -82,7 +84,10 @@ class WorkerPool:
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            self.size, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            self.size,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
         )
 
     async def run(
