@@ -60,6 +60,7 @@ class Lease:
         self.expires = 0.0
         self.lost = asyncio.Event()
         self._renewer: asyncio.Task[None] | None = None
+        self._renewing = asyncio.Lock()  # one renewal at a time: each needs the last's ETag
 
     def _body(self) -> tuple[bytes, float]:
         expires = self.clock() + self.seconds
@@ -104,13 +105,26 @@ class Lease:
             self.lost.set()
 
     async def renew(self) -> None:
-        """Extend the lease by its length from now; ``LeaseLost`` if it is no longer ours."""
-        self.check()
-        try:
-            await self._put(if_match=self.etag)
-        except PreconditionFailed:
-            self._lose("replaced by another consumer")
-            raise LeaseLost(self.key) from None
+        """Extend the lease by its length from now; ``LeaseLost`` if it is no longer ours.
+
+        Renewals run one at a time (the background ones and the one before ``done``). A
+        renewal cut short may have landed without us learning its ETag: a lock that still
+        names this owner, while the lease has not expired, is ours, and renewed again."""
+        async with self._renewing:
+            self.check()
+            try:
+                await self._put(if_match=self.etag)
+                return
+            except PreconditionFailed:
+                current = await self.storage.get_bytes(self.key, max_bytes=LOCK_MAX_BYTES)
+            if current is None or read_lock(current[0])[0] != self.owner:
+                self._lose("replaced by another consumer")
+                raise LeaseLost(self.key)
+            try:
+                await self._put(if_match=current[1])
+            except PreconditionFailed:
+                self._lose("replaced by another consumer")
+                raise LeaseLost(self.key) from None
 
     def keep_renewed(self) -> None:
         """Renew in the background until released; a renewal that cannot succeed before

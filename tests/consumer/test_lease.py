@@ -4,6 +4,7 @@ lease never taken over, and a lost lease that stops the work it guards."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 
@@ -57,6 +58,22 @@ async def test_a_lease_replaced_by_another_is_lost_at_once(storage: Storage) -> 
         lease.check()
     await lease.release()  # a lost lease is not ours to delete
     assert await storage.get_bytes("t/.lock") is not None
+    await storage.close()
+
+
+async def test_renewals_at_once_or_cut_short_do_not_lose_the_lease(storage: Storage) -> None:
+    """The renewal before 'done' meets a background one: they take turns. A renewal whose
+    write landed unseen (cut short by its timeout) leaves a lock naming us: still ours."""
+    lease = Lease(storage, "t/.lock", "me", 60)
+    await lease.acquire()
+    await asyncio.gather(*(lease.renew() for _ in range(4)))
+    landed = json.dumps({"owner": "me", "expires": time.time() + 60}).encode()
+    await storage.put_bytes("t/.lock", landed)  # our own write, its ETag never seen
+    await lease.renew()
+    assert not lease.lost.is_set()
+    lease.check()
+    await lease.release()
+    assert await storage.get_bytes("t/.lock") is None
     await storage.close()
 
 

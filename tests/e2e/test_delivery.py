@@ -102,6 +102,7 @@ def test_two_consumers_do_each_take_once_whatever_the_visibility_timeout(
                 "a take in a's worker",
             )
             a.stop(signal.SIGKILL)
+            wait_for(lambda: not a.processes(), 20, "a's workers to follow it")
         wait_for(lambda: all_done(bucket, TAKES), 180, "every take done")
         wait_for(lambda: emulator.backlog(QUEUE) == 0, 20, "every message settled")
         b.stop()

@@ -92,6 +92,18 @@ class Whisp:
     def events(self, name: str) -> list[dict[str, Any]]:
         return [line for line in self.lines() if line.get("event") == name]
 
+    def processes(self) -> list[int]:
+        """The live processes writing to this consumer's log: itself and its workers
+        (which inherit its stdout), read from /proc."""
+        found = []
+        for fd in Path("/proc").glob("[0-9]*/fd/1"):
+            try:
+                if Path(os.readlink(fd)) == self.log_path:
+                    found.append(int(fd.parts[2]))
+            except OSError:
+                continue  # gone meanwhile, or not ours to read
+        return found
+
     @property
     def owner(self) -> str | None:
         """The owner name this consumer writes in leases and status records."""
