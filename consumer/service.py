@@ -69,9 +69,7 @@ class Service:
         self.keys = KeyLayout(settings.recordings_prefix, settings.marker_name)
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.workers = WorkerPool(settings.concurrency)
-        notifier = None
-        if settings.webhook_url and settings.webhook_secret is not None:
-            notifier = Notifier(settings.webhook_url, settings.webhook_secret.get_secret_value())
+        notifier = Notifier.from_settings(settings)
         job = TakeJob(settings, storage, self.workers, self.keys, self.owner, notifier)
         self.delivery = Delivery(job, source, settings)
         self.stopping = asyncio.Event()

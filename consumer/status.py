@@ -86,6 +86,11 @@ class StatusRecord:
         body = json.dumps(self.record, indent=2).encode()
         await self.storage.put_bytes(self.key, body, "application/json")
 
+    async def rewrite(self) -> None:
+        """Write the record again with the state and stage it has (a detail added to a
+        final record: the webhook's outcome)."""
+        await self.write(self.record["state"], self.record["stage"])
+
 
 @dataclass(frozen=True)
 class Seen:

@@ -240,10 +240,10 @@ class TakeJob:
         for name in ("duration", "video", "audio", "captions", "language", "engine", "model"):
             status.record[name] = summary[name]
         status.record.update(cues=summary["cues"], warnings=summary["warnings"], error=None)
-        await self._notify(claim, "completed", uploaded, None)
         await lease.renew()  # proves the lease is still ours just before the last write
-        await status.write("done", "done")
+        await self._final(claim, "done")
         log.info("take done", duration=result.duration, captions=result.captions)
+        await self._notify(claim, "completed", uploaded, None)
         return Outcome("done")
 
     async def _read_marker(self, marker: ObjectInfo) -> MarkerOptions | BadMarker | None:
@@ -300,16 +300,34 @@ class TakeJob:
         report = log.warning if isinstance(error, BadMarker) else log.error
         report("take failed", error_kind=error.kind, error=str(error))
         claim.status.record["error"] = {"kind": error.kind, "message": str(error)}
+        await self._final(claim, "failed")
         await self._notify(claim, "failed", {}, str(error))
-        await claim.status.write("failed", "failed")
         return Outcome("failed", str(error))
+
+    async def _final(self, claim: Claim, state: str) -> None:
+        """The final status, written before the notice is sent: a receiver that reads
+        the status on a notice finds it final. It says the notice is on its way."""
+        if self.notifier is not None:
+            claim.status.record["webhook"] = {"state": "sending"}
+        await claim.status.write(state, state)
 
     async def _notify(
         self, claim: Claim, state: str, outputs: dict[str, str], error: str | None
     ) -> None:
-        if self.notifier is not None:
+        """Send the notice, then write its outcome into the status (a second write of the
+        final record). Nothing here fails the take: it is final already."""
+        if self.notifier is None:
+            return
+        try:
             notice = await self.notifier.notify(claim.ref, state, outputs, error)
-            claim.status.record["webhook"] = notice
+        except Exception as e:  # a bug in sending must not undo a finished take
+            log.exception("webhook failed unexpectedly")
+            notice = {"state": "failed", "error": f"{type(e).__name__}: {e}"}
+        claim.status.record["webhook"] = notice
+        try:
+            await claim.status.rewrite()
+        except (LeaseLost, StorageError) as e:
+            log.warning("webhook outcome not recorded", error=str(e) or type(e).__name__)
 
 
 def _bind(ref: TakeRef, stage: str) -> None:
