@@ -131,7 +131,7 @@ class Service:
                 await self._until_woken()
                 continue
             try:
-                messages = await self.source.receive(min(self.settings.batch_size, self.free))
+                messages = await self._receive(min(self.settings.batch_size, self.free))
             except SourceUnavailable as e:
                 self.health.pull_failed(self.source.name, str(e))
                 failures += 1
@@ -150,6 +150,21 @@ class Service:
             else:
                 empty_polls += 1
             await self._wait(idle_poll_delay(empty_polls, self.settings.poll_interval_seconds))
+
+    async def _receive(self, count: int) -> list[Message]:
+        """The source's receive, cancelled when the service is told to stop: an SQS long
+        poll would otherwise hold an idle consumer's exit for up to 20 s."""
+        receive = asyncio.ensure_future(self.source.receive(count))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not receive.done():
+                receive.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await receive
+        return [] if receive.cancelled() else receive.result()
 
     async def _triage(self, messages: list[Message]) -> None:
         """Acknowledge what is not a take to start, in one call; dispatch the rest."""
