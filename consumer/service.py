@@ -253,8 +253,14 @@ class Service:
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=self.settings.drain_seconds)
+        if not late:
+            return
+        # Give up on the rest: stop their worker processes now (an encode would run to its
+        # end otherwise), record each attempt as interrupted, release its lease and make
+        # a message still held visible again, so another consumer takes over at once.
+        log.warning("drain timed out; stopping the workers", takes=len(late))
         for task in late:
             task.cancel()
-        if late:
-            log.warning("drain timed out; unfinished takes left to the sweep", takes=len(late))
-            await asyncio.wait(late, timeout=10)
+        self.workers.close()
+        await asyncio.wait(late, timeout=10)
+        log.warning("unfinished takes left to the sweep", takes=len(late))
