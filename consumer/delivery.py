@@ -51,13 +51,29 @@ class Delivery:
                     claims.append(step)
                 elif not step.ack:
                     delays.append(step.delay)
+        except asyncio.CancelledError:
+            # The drain ran out while the message was held: visible again now (SQS:
+            # visibility 0), not when the hiding above runs out; the claims are let go.
+            await self.settle([message], 0.0)
+            await self._let_go(claims)
+            raise
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
         await self.settle([message], max(delays) if delays else None)
+        for n, claim in enumerate(claims):
+            try:
+                await self._work(claim)
+            except asyncio.CancelledError:
+                await self._let_go(claims[n + 1 :])
+                raise
+
+    async def _let_go(self, claims: list[Claim]) -> None:
+        """Release the leases of claims whose work will not start (the sweep has them)."""
         for claim in claims:
-            await self._work(claim)
+            metrics.RUNNING.dec()
+            await claim.lease.release()
 
     async def swept(self, ref: TakeRef) -> None:
         """A take the sweep found: no message to settle."""

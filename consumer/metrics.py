@@ -43,6 +43,12 @@ RTF = Histogram(
     buckets=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5, float("inf")),
 )
 MESSAGES = Counter("whisp_messages", "Queue messages settled, by how", ["settled"])
+SETTLE_FAILURES = Counter(
+    "whisp_settle_failures",
+    "Messages the queue did not acknowledge or retry when asked (each one logged with the "
+    "queue's reason); they come back when their visibility runs out",
+    ["source"],
+)
 RUNNING = Gauge("whisp_takes_running", "Takes being processed now")
 PULLS = Counter("whisp_pulls", "Pulls that the event source answered")
 SOURCE_ERRORS = Counter(

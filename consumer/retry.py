@@ -28,8 +28,10 @@ CHUNK_WAIT_MIN = 5.0
 SHORTEST_DELAY = 1.0
 # A queue that refuses us (403 token, 404 queue): nothing works until it is fixed.
 SOURCE_REFUSED_WAIT = 30.0
-# The completion webhook: 1 s doubling between attempts.
+# The completion webhook: 1 s doubling between attempts; a receiver's Retry-After (429)
+# is waited for, but never longer than this.
 WEBHOOK_BASE = 1.0
+WEBHOOK_RETRY_AFTER_MAX = 60.0
 # The part of a delay that is random: a 10 s delay becomes 8 to 10 s.
 JITTER = 0.2
 
@@ -91,6 +93,12 @@ def chunk_wait_delay(seconds_left: float) -> float:
     return compute_backoff(1, base=wait, max_backoff=wait)
 
 
-def webhook_delay(attempt: int, base: float = WEBHOOK_BASE) -> float:
-    """Between the ``attempt``-th failed POST of the completion notice and the next."""
-    return compute_backoff(attempt, base=base, max_backoff=base * 2**8)
+def webhook_delay(
+    attempt: int, base: float = WEBHOOK_BASE, retry_after: float | None = None
+) -> float:
+    """Between the ``attempt``-th failed POST of the completion notice and the next: the
+    backoff, or the receiver's ``Retry-After`` where it asks for longer (within reason)."""
+    delay = compute_backoff(attempt, base=base, max_backoff=base * 2**8)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, WEBHOOK_RETRY_AFTER_MAX))
+    return delay

@@ -69,9 +69,7 @@ class Service:
         self.keys = KeyLayout(settings.recordings_prefix, settings.marker_name)
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.workers = WorkerPool(settings.concurrency)
-        notifier = None
-        if settings.webhook_url and settings.webhook_secret is not None:
-            notifier = Notifier(settings.webhook_url, settings.webhook_secret.get_secret_value())
+        notifier = Notifier.from_settings(settings)
         job = TakeJob(settings, storage, self.workers, self.keys, self.owner, notifier)
         self.delivery = Delivery(job, source, settings)
         self.stopping = asyncio.Event()
@@ -133,7 +131,7 @@ class Service:
                 await self._until_woken()
                 continue
             try:
-                messages = await self.source.receive(min(self.settings.batch_size, self.free))
+                messages = await self._receive(min(self.settings.batch_size, self.free))
             except SourceUnavailable as e:
                 self.health.pull_failed(self.source.name, str(e))
                 failures += 1
@@ -152,6 +150,21 @@ class Service:
             else:
                 empty_polls += 1
             await self._wait(idle_poll_delay(empty_polls, self.settings.poll_interval_seconds))
+
+    async def _receive(self, count: int) -> list[Message]:
+        """The source's receive, cancelled when the service is told to stop: an SQS long
+        poll would otherwise hold an idle consumer's exit for up to 20 s."""
+        receive = asyncio.ensure_future(self.source.receive(count))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not receive.done():
+                receive.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await receive
+        return [] if receive.cancelled() else receive.result()
 
     async def _triage(self, messages: list[Message]) -> None:
         """Acknowledge what is not a take to start, in one call; dispatch the rest."""
@@ -240,8 +253,14 @@ class Service:
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=self.settings.drain_seconds)
+        if not late:
+            return
+        # Give up on the rest: stop their worker processes now (an encode would run to its
+        # end otherwise), record each attempt as interrupted, release its lease and make
+        # a message still held visible again, so another consumer takes over at once.
+        log.warning("drain timed out; stopping the workers", takes=len(late))
         for task in late:
             task.cancel()
-        if late:
-            log.warning("drain timed out; unfinished takes left to the sweep", takes=len(late))
-            await asyncio.wait(late, timeout=10)
+        self.workers.close()
+        await asyncio.wait(late, timeout=10)
+        log.warning("unfinished takes left to the sweep", takes=len(late))

@@ -8,9 +8,11 @@ they end up.
 
 from __future__ import annotations
 
+import string
 import tempfile
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -38,6 +40,8 @@ Preset = Literal[
 ]
 X264_PRESETS: tuple[str, ...] = get_args(Preset)
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+# What WEBHOOK_URL may name: the take's ids, nothing else (a client never picks the URL).
+WEBHOOK_FIELDS = ("meeting_id", "take", "user_id")
 
 
 class SettingsError(Exception):
@@ -137,6 +141,17 @@ class Settings(BaseSettings):
     def _empty_is_off(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _webhook_template(cls, value: Any) -> Any:
+        """Checked here, not when a take is done: a template that cannot be filled in
+        would otherwise fail every take after all its work (issue 16)."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str):
+            check_webhook_template(value)
+        return value
+
     @model_validator(mode="after")
     def _choose_source(self) -> Settings:
         if self.source is None:
@@ -193,6 +208,29 @@ class Settings(BaseSettings):
         """Every secret value, for the log filter that makes sure none is ever printed."""
         values = [self.s3_secret_access_key, self.cf_api_token, self.webhook_secret]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def check_webhook_template(template: str) -> None:
+    """``ValueError`` unless ``template`` is an http(s) URL with a host whose only
+    placeholders are ``WEBHOOK_FIELDS`` (no literal brace, no format spec)."""
+    allowed = ", ".join("{" + name + "}" for name in WEBHOOK_FIELDS)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:  # a single "{" or "}"
+        raise ValueError(f"not a template ({e}); placeholders allowed: {allowed}") from None
+    for literal, name, spec, conversion in parts:
+        if "{" in literal or "}" in literal:  # "{{" or "}}": a brace in a URL is a slip
+            raise ValueError(f"a literal brace; placeholders allowed: {allowed}")
+        if name is not None and (name not in WEBHOOK_FIELDS or spec or conversion):
+            raise ValueError(f"unknown placeholder {{{name}}}; allowed: {allowed}")
+    example = template.format(**{name: "x" for name in WEBHOOK_FIELDS})
+    try:
+        url = urlsplit(example)
+        scheme, host = url.scheme, url.hostname
+    except ValueError:
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host:
+        raise ValueError("not an http(s) URL with a host")
 
 
 SECRET_FIELDS = frozenset(

@@ -9,6 +9,7 @@ or ``failed``; ``done`` or ``failed`` with the same fingerprint means there is n
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import time
@@ -70,6 +71,8 @@ class StatusRecord:
             "version": __version__,
             "owner": lease.owner,
         }
+        if "last_error" in previous:  # a failed attempt stays on record until the take ends
+            self.record["last_error"] = previous["last_error"]
 
     async def write(self, state: str, stage: str) -> None:
         """Write the record with this state and stage; ``LeaseLost`` if the lease is not ours."""
@@ -85,6 +88,11 @@ class StatusRecord:
         )
         body = json.dumps(self.record, indent=2).encode()
         await self.storage.put_bytes(self.key, body, "application/json")
+
+    async def rewrite(self) -> None:
+        """Write the record again with the state and stage it has (a detail added to a
+        final record: the webhook's outcome)."""
+        await self.write(self.record["state"], self.record["stage"])
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,17 @@ class Seen:
     def finished(self) -> bool:
         """Made (or failed for good) from this very input: nothing to do."""
         return self.same_input and self.previous.get("state") in FINAL_STATES
+
+    def retry_in(self, now: float) -> float:
+        """Seconds until an earlier attempt at this input may be tried again (0: now)."""
+        at = self.previous.get("next_try_at")
+        if not self.same_input or self.previous.get("state") != "processing" or not at:
+            return 0.0
+        try:
+            then = calendar.timegm(time.strptime(str(at), "%Y-%m-%dT%H:%M:%SZ"))
+        except ValueError:
+            return 0.0
+        return max(0.0, then - now)
 
     @property
     def claimed(self) -> bool:

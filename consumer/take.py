@@ -53,6 +53,9 @@ from pipeline.errors import ChunkRange, MissingChunks, TakeError
 
 log = structlog.get_logger(__name__)
 
+# How long an ended attempt's last status write may take (the drain is waiting on it).
+ATTEMPT_WRITE_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -126,6 +129,10 @@ class TakeJob:
             if seen.finished and not force:
                 log.info("already processed with the same input", state=seen.previous["state"])
                 return Outcome("skipped", f"already {seen.previous['state']}")
+            wait = seen.retry_in(time.time())
+            if wait > 0 and not force:  # a failed attempt's backoff, whoever delivered it
+                log.info("take retried too soon; waiting", seconds_left=round(wait))
+                return Outcome("retry", "waiting to try again", delay=wait)
             status = StatusRecord(
                 self.storage,
                 self.keys.status_key(ref),
@@ -150,13 +157,29 @@ class TakeJob:
                 await lease.release()
 
     async def work(self, claim: Claim) -> Outcome:
-        """Make the claimed take; the lease is released at the end, whatever happens."""
+        """Make the claimed take; the lease is released at the end, whatever happens. An
+        attempt that ends in neither ``done`` nor ``failed`` says why in the status
+        (``last_error``) before the lease goes, so the status never shows a stage that
+        is no longer running: the sweep takes the take up again (at ``next_try_at``)."""
         _bind(claim.ref, "work")
         try:
             outcome = await claim.lease.hold(self._settled(claim))
         except LeaseLost:
             log.warning("lease lost: the take's work stopped, its new owner finishes it")
             return Outcome("lost", "lease lost")
+        except asyncio.CancelledError:  # the drain ran out: another consumer may go on now
+            await self._attempt_ended(claim, "interrupted", "the consumer stopped", 0.0)
+            raise
+        except Exception as e:  # a passing failure (the store) or a bug, after the claim
+            unexpected = not isinstance(e, StorageError)
+            delay = take_retry_delay(
+                int(claim.status.record.get("attempts", 1)),
+                self.settings.retry_delay_seconds,
+                unexpected=unexpected,
+            )
+            kind = "unexpected" if unexpected else "storage"
+            await self._attempt_ended(claim, kind, str(e) or type(e).__name__, delay)
+            raise
         finally:
             structlog.contextvars.bind_contextvars(stage="end")
             await claim.lease.release()
@@ -256,10 +279,10 @@ class TakeJob:
         for name in ("duration", "video", "audio", "captions", "language", "engine", "model"):
             status.record[name] = summary[name]
         status.record.update(cues=summary["cues"], warnings=summary["warnings"], error=None)
-        await self._notify(claim, "completed", uploaded, None)
         await lease.renew()  # proves the lease is still ours just before the last write
-        await status.write("done", "done")
+        await self._final(claim, "done")
         log.info("take done", duration=result.duration, captions=result.captions)
+        await self._notify(claim, "completed", uploaded, None)
         return Outcome("done")
 
     async def _read_marker(self, marker: ObjectInfo) -> MarkerOptions | BadMarker | None:
@@ -316,16 +339,51 @@ class TakeJob:
         report = log.warning if isinstance(error, BadMarker) else log.error
         report("take failed", error_kind=error.kind, error=str(error))
         claim.status.record["error"] = {"kind": error.kind, "message": str(error)}
+        await self._final(claim, "failed")
         await self._notify(claim, "failed", {}, str(error))
-        await claim.status.write("failed", "failed")
         return Outcome("failed", str(error))
+
+    async def _attempt_ended(self, claim: Claim, kind: str, message: str, delay: float) -> None:
+        """Record an attempt that did not finish the take, and when it may be tried again
+        (the claim refuses it before then); best effort, as the attempt is over anyway."""
+        now = time.time()
+        claim.status.record["last_error"] = {"kind": kind, "message": message, "at": _iso(now)}
+        claim.status.record["next_try_at"] = _iso(now + delay)
+        claim.status.record.pop("progress", None)
+        stage = "interrupted" if kind == "interrupted" else "retrying"
+        try:
+            await asyncio.wait_for(claim.status.write("processing", stage), ATTEMPT_WRITE_SECONDS)
+        except (TimeoutError, LeaseLost, StorageError) as e:
+            log.warning("attempt not recorded", error=str(e) or type(e).__name__)
+
+    async def _final(self, claim: Claim, state: str) -> None:
+        """The final status, written before the notice is sent: a receiver that reads
+        the status on a notice finds it final. It says the notice is on its way."""
+        if self.notifier is not None:
+            claim.status.record["webhook"] = {"state": "sending"}
+        await claim.status.write(state, state)
 
     async def _notify(
         self, claim: Claim, state: str, outputs: dict[str, str], error: str | None
     ) -> None:
-        if self.notifier is not None:
+        """Send the notice, then write its outcome into the status (a second write of the
+        final record). Nothing here fails the take: it is final already."""
+        if self.notifier is None:
+            return
+        try:
             notice = await self.notifier.notify(claim.ref, state, outputs, error)
-            claim.status.record["webhook"] = notice
+        except Exception as e:  # a bug in sending must not undo a finished take
+            log.exception("webhook failed unexpectedly")
+            notice = {"state": "failed", "error": f"{type(e).__name__}: {e}"}
+        claim.status.record["webhook"] = notice
+        try:
+            await claim.status.rewrite()
+        except (LeaseLost, StorageError) as e:
+            log.warning("webhook outcome not recorded", error=str(e) or type(e).__name__)
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _bind(ref: TakeRef, stage: str) -> None:

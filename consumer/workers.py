@@ -133,8 +133,14 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop the workers now: a take still running in one is abandoned (its lease is
-        released and its message comes back), not waited for."""
-        processes = list(getattr(self._executor, "_processes", {}).values())
+        released and its status says so), not waited for. SIGKILL, as the workers ignore
+        SIGTERM (``init_worker``): ``terminate`` left an encode running to its end."""
+        processes = list((getattr(self._executor, "_processes", None) or {}).values())
         self._executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
+        alive = [p for p in processes if p.is_alive()]
+        for process in alive:
+            process.kill()
+        for process in alive:
+            process.join(5)
+        if alive:
+            log.warning("worker processes stopped", workers=len(alive))

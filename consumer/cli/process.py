@@ -84,11 +84,13 @@ def process_local(take: Path, args: argparse.Namespace) -> int:
 
 
 async def process_remote(settings: Settings, prefix: str, force: bool = False) -> int:
-    """Process a take in the bucket through the service's own job (lease and status);
-    ``force`` runs it even when its status says it is done or failed."""
+    """Process a take in the bucket through the service's own job (lease, status and
+    webhook, as the service does); ``force`` runs it even when its status says it is done
+    or failed. A take with no marker is an error: there is no such take."""
     from consumer.backends import make_storage
     from consumer.errors import StorageError
     from consumer.take import TakeJob
+    from consumer.webhook import Notifier
     from consumer.workers import WorkerPool
 
     keys = KeyLayout(settings.recordings_prefix, settings.marker_name)
@@ -103,8 +105,12 @@ async def process_remote(settings: Settings, prefix: str, force: bool = False) -
     storage = make_storage(settings)
     workers = WorkerPool(1)
     owner = f"whisp-process-{uuid.uuid4().hex[:6]}"
-    job = TakeJob(settings, storage, workers, keys, owner)
+    job = TakeJob(settings, storage, workers, keys, owner, Notifier.from_settings(settings))
     try:
+        marker = keys.marker_key(ref)
+        if not any(o.key == marker for o in await storage.list_objects(marker)):
+            print(f"whisp: {prefix}: no such take (no {settings.marker_name})", file=sys.stderr)
+            return 1
         outcome = await job.run(ref, force=force)
     except StorageError as e:
         print(f"whisp: {ref}: the bucket failed: {e}", file=sys.stderr)

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from consumer import metrics
 from consumer.errors import SourceError, SourceUnavailable
 from consumer.events import parse_r2
 from consumer.retry import SOURCE_REFUSED_WAIT
@@ -181,6 +182,8 @@ def _read_settlement(result: Any, counted: str, expected: int) -> None:
     result = result if isinstance(result, dict) else {}
     count, warnings = result.get(counted), result.get("warnings")
     if (isinstance(count, int) and count < expected) or warnings:
+        short = expected - count if isinstance(count, int) else 0
+        metrics.SETTLE_FAILURES.labels(CloudflareQueue.name).inc(max(0, short))
         log.warning(
             "queue settled fewer messages than sent",
             sent=expected,

@@ -11,12 +11,16 @@ import contextlib
 import json
 from typing import Any
 
+import structlog
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer import metrics
 from consumer.errors import SourceUnavailable
 from consumer.events import parse_s3
 from consumer.sources import Message, Source
+
+log = structlog.get_logger(__name__)
 
 MAX_VISIBILITY = 43_200
 
@@ -100,7 +104,19 @@ class SqsQueue(Source):
                 for n, m in enumerate(messages[i : i + 10])
             ]
             async with self._errors("delete"):
-                await sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+                answer = await sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+            # A batch call succeeds as a whole and reports each entry it could not delete
+            # (an expired receipt handle, most often): those messages come back.
+            for failed in answer.get("Failed", []):
+                message = messages[i + int(failed.get("Id", 0))]
+                metrics.SETTLE_FAILURES.labels(self.name).inc()
+                log.warning(
+                    "queue did not delete a message",
+                    message_id=message.id,
+                    code=failed.get("Code"),
+                    reason=failed.get("Message"),
+                    sender_fault=failed.get("SenderFault"),
+                )
 
     async def retry(self, message: Message, delay: float) -> None:
         await self.extend(message, delay)

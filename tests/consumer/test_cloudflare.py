@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from prometheus_client import REGISTRY
 
 from consumer.errors import SourceError, SourceUnavailable
 from consumer.sources.cloudflare import CloudflareQueue
@@ -251,12 +252,15 @@ async def test_client_logs_an_ack_that_settled_less_than_sent(emulator: QueueEmu
     queue = client(emulator)
     [m] = await queue.receive(5)
     await queue.ack([m])
+    before = REGISTRY.get_sample_value("whisp_settle_failures_total", {"source": "cloudflare"})
     with structlog.testing.capture_logs() as logs:
         await queue.ack([m])  # gone already
         await queue.retry(m, 10 * 86_400)  # a delay past 12 h is sent as 12 h, not refused
     warned = [e for e in logs if e["event"] == "queue settled fewer messages than sent"]
     assert len(warned) == 2 and warned[0]["settled"] == 0
     assert m.handle in warned[0]["warnings"]
+    after = REGISTRY.get_sample_value("whisp_settle_failures_total", {"source": "cloudflare"})
+    assert after == (before or 0) + 2  # counted in the metrics, one per message
     await queue.close()
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.support.mediaprobe import duration
+from tests.support.s3 import s3
 from tests.support.takes import make_take
 
 
@@ -98,3 +100,40 @@ def test_doctor_checks_bucket_queue_codecs_and_model(bucket: str, tmp_path: Path
     assert "ok    codec: libx264 (encode)" in ok.stdout
     assert bad.returncode == 1 and "FAIL  queue:" in bad.stdout and "10000" in bad.stdout
     assert "wrong-token-value" not in bad.stdout + bad.stderr
+
+
+def test_process_remote_sends_the_webhook_and_refuses_a_take_that_is_not_there(
+    bucket: str, tmp_path: Path
+) -> None:
+    """The remote form notifies like the service; a prefix with no marker is an error."""
+    from tests.support.harness import env_for, put_marker, upload
+    from tests.support.receiver import Receiver
+
+    make_take(tmp_path / "take", duration=1.0, chunks=1)
+    upload(bucket, tmp_path / "take", "recordings/m/1/u/")
+    put_marker(bucket, "recordings/m/1/u/", {"skip_transcription": True}, None)
+    with Receiver() as hook:
+        env = env_for(
+            None,
+            bucket,
+            tmp_path / "work",
+            SOURCE="sqs",
+            SQS_QUEUE_URL="http://unused",
+            WEBHOOK_URL=hook.url + "/hook/{meeting_id}/{take}/{user_id}",
+            WEBHOOK_SECRET="s3cret",
+        )
+
+        def process(prefix: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "consumer", "process", prefix]
+            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+        done = process("recordings/m/1/u/")
+        missing = process("recordings/m/1/nobody/")
+    assert done.returncode == 0, done.stderr
+    (got,) = hook.got
+    assert got.path == "/hook/m/1/u" and json.loads(got.body)["status"] == "completed"
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.strip().splitlines() == [
+        "whisp: recordings/m/1/nobody/: no such take (no done.json)"
+    ]
+    assert not s3().list_objects_v2(Bucket=bucket, Prefix="recordings/m/1/nobody/").get("Contents")

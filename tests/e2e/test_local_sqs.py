@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from tests.support.harness import env_for, local_env, read_status, status, upload, wait_for, whisp
+from tests.support.harness import local_env, read_status, status, upload, wait_for, whisp
 from tests.support.paths import ROOT
 from tests.support.s3 import free_port, s3
+from tests.support.sqs import sqs, sqs_env, visible
 from tests.support.takes import make_take
 
 pytestmark = pytest.mark.slow
@@ -78,18 +79,8 @@ def test_two_consumers_sweeping_one_folder_do_the_take_once(tmp_path: Path) -> N
 
 def test_sqs_notifications_from_a_real_bucket_configuration(bucket: str, tmp_path: Path) -> None:
     """moto sends the bucket's S3 events to its SQS queue; whisp reads and deletes them."""
-    import os
-
-    url = os.environ["WHISP_TEST_S3"]
-    sqs: Any = boto3.client(
-        "sqs",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    queue_url = sqs.create_queue(QueueName=f"{bucket}-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+    queue_url = sqs().create_queue(QueueName=f"{bucket}-events")["QueueUrl"]
+    arn = sqs().get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
     client: Any = s3()
@@ -103,35 +94,29 @@ def test_sqs_notifications_from_a_real_bucket_configuration(bucket: str, tmp_pat
     make_take(tmp_path / "take", duration=1.0, chunks=2)
     upload(bucket, tmp_path / "take", prefix)
     client.put_object(Bucket=bucket, Key=prefix + "done.json", Body=b'{"skip_transcription": true}')
-    env = env_for(
-        None,
-        bucket,
-        tmp_path / "work",
-        SOURCE="sqs",
-        SQS_QUEUE_URL=queue_url,
-        SQS_ENDPOINT_URL=url,
-        SQS_WAIT_SECONDS=1,
-    )
-    for name in ("CF_QUEUE_ID", "CF_API_TOKEN"):
-        env.pop(name, None)
+    env = sqs_env(bucket, queue_url, tmp_path / "work", SQS_WAIT_SECONDS=1)
     key = "recordings/m-1.x/1/status_alice.json"
     with whisp(env, tmp_path / "log") as w:
         done = wait_for(
             lambda: (status(bucket, key) or {}).get("state") == "done" and status(bucket, key), 60
         )
-        wait_for(
-            lambda: (
-                int(
-                    sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])[
-                        "Attributes"
-                    ]["ApproximateNumberOfMessages"]
-                )
-                == 0
-            ),
-            30,
-        )
+        wait_for(lambda: visible(queue_url) == 0, 30, "every message deleted")
         w.stop()
     assert len(done["fingerprint"]["chunks"]) == 4
+
+
+def test_an_idle_sqs_consumer_stops_at_once(bucket: str, tmp_path: Path) -> None:
+    """SIGTERM during a 20 s long poll: the poll is cancelled, not waited out."""
+    queue_url = sqs().create_queue(QueueName=f"{bucket}-idle")["QueueUrl"]
+    env = sqs_env(bucket, queue_url, tmp_path / "work", SQS_WAIT_SECONDS=20)
+    with whisp(env, tmp_path / "log") as w:
+        wait_for(lambda: w.events("whisp started"), 60, "the start")
+        time.sleep(1.0)  # the first long poll is open
+        started = time.monotonic()
+        assert w.stop(timeout=20) == 0
+        took = time.monotonic() - started
+    assert took < 3, f"took {took:.1f} s to stop"
+    assert w.events("whisp stopped")
 
 
 def test_make_demo_runs_end_to_end(tmp_path: Path) -> None:
