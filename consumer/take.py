@@ -196,8 +196,14 @@ class TakeJob:
         except StorageError as e:
             log.warning("meeting transcript not rebuilt", error=str(e))
             return
-        if files.changed and self.notifier is not None:
-            await self.notifier.notify(ref, "meeting_transcript", files.keys, None)
+        # A meeting of one has the take's own transcript: only a real meeting is news.
+        if files.changed and files.participants > 1 and self.notifier is not None:
+            try:
+                notice = await self.notifier.notify(ref, "meeting_transcript", files.keys, None)
+            except Exception:  # a bug in sending must not undo a finished take
+                log.exception("meeting transcript notice failed unexpectedly")
+                return
+            log.info("meeting transcript notice", state=notice.get("state"))
 
     async def _settled(self, claim: Claim) -> Outcome:
         """Every take error ends here, in one branch: retried while it may pass (chunks
