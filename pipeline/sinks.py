@@ -16,6 +16,7 @@ import av.error
 from av.container import OutputContainer
 
 from pipeline.errors import reason
+from pipeline.letterbox import fit_into
 from pipeline.options import MediaOptions
 from pipeline.timeline import MS, Packet
 
@@ -124,7 +125,8 @@ class AudioSink:
 
 
 class VideoSink:
-    """H.264 from decoded frames, or H.264 packets copied; times strictly increasing."""
+    """H.264 from decoded frames, or H.264 packets copied; times strictly increasing.
+    Decoded frames of another size than the first are fitted into it (``letterbox``)."""
 
     def __init__(
         self,
@@ -169,13 +171,9 @@ class VideoSink:
             item.stream = self.stream
             self.out.mux(item)
             return
-        frame = item
-        if (
-            frame.width != self.width
-            or frame.height != self.height
-            or (frame.format.name != "yuv420p")
-        ):
-            frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+        # A picture of another size (a camera switch, a window resize) is fitted into
+        # the take's first size, aspect kept and padded, never stretched.
+        frame = fit_into(item, self.width, self.height)
         frame.pts = ms + LEAD * 1000
         frame.time_base = MS
         self.out.mux(self.stream.encode(frame))
