@@ -2,8 +2,9 @@
 
 Every track is demuxed (a byte-chained split stream, or restarted files shifted to
 continue one another, see ``demux``), decoded and merged by time, then encoded to H.264
-(or an H.264 source copied) and AAC into an intermediate MPEG-TS file: it keeps no index,
-so memory stays flat however long the take. The same audio decode writes the WAV output
+(or an H.264 source copied, when it keeps one picture size: see ``copyable``) and AAC
+into an intermediate MPEG-TS file: it keeps no index, so memory stays flat however long
+the take. The same audio decode writes the WAV output
 and 16 kHz mono float32 samples for Whisper (see ``sinks``). The second pass (``mux``)
 makes the MP4 from it once the captions are known.
 
@@ -24,6 +25,7 @@ import av
 
 from pipeline.chained import container_format
 from pipeline.chunks import ChunkPlan, Track
+from pipeline.copyable import copy_blocker
 from pipeline.demux import Reading, TrackBytes, track_units
 from pipeline.errors import BadChunks, CorruptMedia, NoMedia
 from pipeline.options import MediaOptions
@@ -117,7 +119,12 @@ def encode_take(
     options = options or MediaOptions()
     work.mkdir(parents=True, exist_ok=True)
     first, channel_layout = _probe_tracks(plan, options)
-    copy = first is not None and first.codec in COPY_CODECS
+    copy = (
+        first is not None
+        and first.codec in COPY_CODECS
+        and plan.video is not None
+        and copy_blocker(plan.video, (first.width, first.height), options) is None
+    )
     reading = Reading(warnings=list(plan.warnings))
     counted = [TrackBytes(track.kind, track.size) for track in plan.tracks]
     tracks: list[Iterator[Timed]] = []

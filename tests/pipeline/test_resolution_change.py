@@ -10,7 +10,10 @@ import av
 import numpy as np
 import pytest
 
+from pipeline.copyable import _nal_types
+from pipeline.errors import LimitExceeded
 from pipeline.letterbox import fit_into, fitted_size
+from pipeline.options import MediaOptions
 from pipeline.process import TakeOptions, process_take
 from tests.support.mediaprobe import streams
 from tests.support.takes import make_resized_take
@@ -33,11 +36,14 @@ def is_black(region: np.ndarray) -> bool:
 
 @pytest.mark.parametrize(
     ("codec", "layout"),
-    [("vp8", "split"), ("vp8", "restarted")],
+    [("vp8", "split"), ("vp8", "restarted"), ("h264", "split"), ("h264", "restarted")],
 )
 def test_a_size_change_is_fitted_into_the_first_size_and_padded(
     tmp_path: Path, codec: Any, layout: Any
 ) -> None:
+    """VP8 is decoded anyway; H.264, copied when it keeps one size, is decoded and
+    encoded again when it changes size (a new SPS at a keyframe, or a restarted file
+    with parameter sets of its own), so the change is fitted the same way."""
     spec = make_resized_take(tmp_path / "in", seconds=SECONDS, layout=layout, video_codec=codec)
     result = process_take(
         tmp_path / "in", tmp_path / "out", tmp_path / "w", TakeOptions("u1", transcribe=False)
@@ -80,3 +86,22 @@ def test_fit_into_pads_with_black_around_the_centred_picture() -> None:
     y = frame.to_ndarray()[:240]
     assert (y[:, :70] == 16).all() and (y[:, 250:] == 16).all()
     assert (y[:, 70:250] == 235).all()
+
+
+def test_a_copied_h264_stream_that_grows_past_the_limit_is_refused(tmp_path: Path) -> None:
+    """The header says 320x240 (within the limit); a keyframe's new SPS says 240x320. The
+    copy path decodes no picture, so the keyframes are read before copying."""
+    make_resized_take(tmp_path / "in", seconds=SECONDS, video_codec="h264", audio=None)
+    options = TakeOptions("u1", media=MediaOptions(max_width=320, max_height=240), transcribe=False)
+    with pytest.raises(LimitExceeded, match="240x320, over the limit of 320x240"):
+        process_take(tmp_path / "in", tmp_path / "out", tmp_path / "w", options)
+    assert not (tmp_path / "w" / "encoded.ts").exists()  # refused before the heavy work
+
+
+def test_nal_unit_types_are_read_from_both_h264_layouts() -> None:
+    sps, idr, slice_ = b"\x67\x42\x00", b"\x65\x88\x84\x00", b"\x41\x9a"
+    avcc = b"".join(len(u).to_bytes(4, "big") + u for u in (sps, idr, slice_))
+    assert list(_nal_types(avcc, 4)) == [7, 5, 1]
+    annex_b = b"".join(b"\x00\x00\x00\x01" + u for u in (sps, idr, slice_))
+    assert list(_nal_types(annex_b, None)) == [7, 5, 1]
+    assert list(_nal_types(b"\xff\xff\xff\xff\x67", 4)) == [7]  # a lying length ends it
