@@ -19,7 +19,10 @@ from pathlib import Path
 
 from pipeline.errors import BadChunks, ChunkRange, LimitExceeded, MissingChunks, NoMedia
 
-CHUNK_NAME = re.compile(r"^(?P<kind>video|audio|av)_(?P<index>\d{1,9})\.(?P<ext>webm|mkv|mp4)$")
+# ASCII digits only (``\d`` takes any script's: "video_٣" would be chunk 3), any zero
+# padding, nine digits of value (a bound: see ``missing_ranges``); ``fullmatch``, as ``$``
+# would let a trailing newline through into a local file name.
+CHUNK_NAME = re.compile(r"(?P<kind>video|audio|av)_0*(?P<index>[0-9]{1,9})\.(?P<ext>webm|mkv|mp4)")
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
 
@@ -75,7 +78,7 @@ class ChunkPlan:
 
 def parse_chunk_name(name: str) -> tuple[str, int] | None:
     """``("video", 3)`` for ``video_003.webm``; None for anything that is not a chunk."""
-    match = CHUNK_NAME.match(name)
+    match = CHUNK_NAME.fullmatch(name)
     if match is None:
         return None
     return match["kind"], int(match["index"])

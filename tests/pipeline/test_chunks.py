@@ -30,8 +30,13 @@ def test_chunk_names_parse_with_padding_and_reject_others() -> None:
         "done.json",
         "../video_1.webm",
         "video_-1.webm",
+        "video_\u0663.webm",  # ARABIC-INDIC DIGIT THREE: a digit, not an ASCII one
+        "audio_\uff11.webm",  # FULLWIDTH DIGIT ONE
+        "video_1.webm\n",  # ``$`` matches before a final newline
+        "video_1000000000.webm",  # past nine digits of value
     ):
-        assert parse_chunk_name(name) is None
+        assert parse_chunk_name(name) is None, repr(name)
+    assert parse_chunk_name("video_" + "0" * 20 + "12.webm") == ("video", 12)  # any padding
 
 
 def test_chunks_are_ordered_by_integer_not_text(fixture_take: Path, tmp_path: Path) -> None:
