@@ -109,7 +109,14 @@ def find_chunks(folder: Path) -> dict[str, list[Chunk]]:
 
 
 def _duplicates(indices: list[int]) -> str:
-    return ", ".join(str(i) for i, n in sorted(Counter(indices).items()) if n > 1)
+    return listed([str(i) for i, n in sorted(Counter(indices).items()) if n > 1])
+
+
+def listed(names: list[str], most: int = 3) -> str:
+    """The first ``most`` names and how many more: a message stays one short line
+    however many chunks a take has."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def missing_ranges(indices: Iterable[int], expected: int | None) -> list[ChunkRange]:
@@ -194,10 +201,12 @@ def _track(kind: str, chunks: list[Chunk], warnings: list[str]) -> Track:
     if headers and all(headers):
         join = Join.RESTARTED
     elif any(headers):
-        with_header = [c.path.name for c, h in zip(usable[1:], headers, strict=True) if h]
+        later = list(zip(usable[1:], headers, strict=True))
+        with_header = [c.path.name for c, h in later if h]
+        without = [c.path.name for c, h in later if not h]
         raise BadChunks(
             f"{kind} chunks mix a split stream with restarted recordings "
-            f"({', '.join(with_header)} start with a header, other later chunks do not)"
+            f"({listed(with_header)} start with a header, {listed(without)} do not)"
         )
     else:
         join = Join.SPLIT

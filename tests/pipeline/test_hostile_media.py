@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import CorruptMedia, LimitExceeded, reason
+from pipeline.errors import BadChunks, CorruptMedia, LimitExceeded, reason
 from pipeline.options import MediaOptions
 from pipeline.process import TakeOptions, TakeResult, process_take
 from tests.support.mediaprobe import duration
@@ -76,3 +76,14 @@ def test_reason_strips_paths_from_any_message() -> None:
         reason(ValueError("cannot open '/tmp/w/x/video_3.webm' now"))
         == "cannot open video_3.webm now"
     )
+
+
+def test_a_restarted_chunk_without_video_is_named(tmp_path: Path) -> None:
+    """Seen while fuzzing: a restarted video chunk swapped for an audio recording failed
+    the take as "video chunks hold no video stream", naming no chunk."""
+    make_take(tmp_path / "in", duration=1.5, chunks=3, layout="restarted")
+    (tmp_path / "in" / "audio_1.webm").replace(tmp_path / "in" / "video_1.webm")
+    (tmp_path / "in" / "audio_2.webm").replace(tmp_path / "in" / "audio_1.webm")
+    with pytest.raises(BadChunks) as err:
+        run(tmp_path / "in", tmp_path)
+    assert str(err.value) == "no video stream in video_1.webm"
