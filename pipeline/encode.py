@@ -177,6 +177,9 @@ def encode_take(
         raise CorruptMedia("no audio could be decoded from the take")
     if reading.decode_errors:
         reading.warnings.append(f"{reading.decode_errors} packets could not be decoded")
+    if video is not None and video.damaged:
+        plural = "s" if video.damaged > 1 else ""
+        reading.warnings.append(f"{video.damaged} damaged video packet{plural} could not be copied")
     duration = max(end, audio.samples / AUDIO_RATE if audio is not None else 0.0)
     take_end = max((c.until for c in seen.values() if c.until is not None), default=0.0)
     for track, bytes_ in zip(plan.tracks, counted, strict=True):

@@ -139,6 +139,7 @@ class VideoSink:
         self.copy = copy_from is not None
         self.frames = 0
         self.dropped = 0
+        self.damaged = 0  # copied packets the muxer refused
         self.last_ms = -1
         if copy_from is not None:
             self.stream = out.add_stream_from_template(copy_from)
@@ -169,7 +170,13 @@ class VideoSink:
             item.dts = ms + LEAD * 1000
             item.pts = max(item.pts - shift, ms) + LEAD * 1000
             item.stream = self.stream
-            self.out.mux(item)
+            try:
+                self.out.mux(item)
+            except av.error.FFmpegError:
+                # The MPEG-TS muxer turns H.264's length-prefixed units into start codes,
+                # and refuses a damaged packet whose lengths run past its end: left out.
+                self.frames -= 1
+                self.damaged += 1
             return
         # A picture of another size (a camera switch, a window resize) is fitted into
         # the take's first size, aspect kept and padded, never stretched.

@@ -87,3 +87,16 @@ def test_a_restarted_chunk_without_video_is_named(tmp_path: Path) -> None:
     with pytest.raises(BadChunks) as err:
         run(tmp_path / "in", tmp_path)
     assert str(err.value) == "no video stream in video_1.webm"
+
+
+def test_a_damaged_copied_h264_packet_is_left_out_with_a_warning(tmp_path: Path) -> None:
+    """Found by fuzzing: the middle chunk of a split H.264 take lost (empty, skipped), the
+    next one starts inside a packet. Copied, that packet's NAL lengths run past its end
+    and the MPEG-TS muxer raised InvalidDataError (with the work file's path) out of the
+    pipeline. It is left out and told."""
+    make_take(tmp_path / "in", duration=1.5, size=(160, 120), chunks=3, video_codec="h264")
+    (tmp_path / "in" / "video_1.mkv").write_bytes(b"")
+    result = run(tmp_path / "in", tmp_path)
+    assert result.video is not None and result.video["copied"] is True
+    assert "1 damaged video packet could not be copied" in result.warnings
+    assert "video_1.mkv is empty and was skipped" in result.warnings

@@ -201,7 +201,10 @@ UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
 
 
 def _vint(data: bytes, at: int) -> tuple[int, int]:
-    """An EBML variable-length integer at ``at``: its value (marker bit cleared), length."""
+    """An EBML variable-length integer at ``at``: its value (marker bit cleared), length.
+    A zero byte starts none (it would loop for ever): ValueError."""
+    if not data[at]:
+        raise ValueError(f"no EBML integer at byte {at}")
     length = 1
     while not data[at] & (0x80 >> (length - 1)):
         length += 1
