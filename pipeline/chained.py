@@ -61,11 +61,13 @@ def container_format(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Opened:
-    """One container of a track, where it starts in the track's bytes, and its size."""
+    """One container of a track, where it starts in the track's bytes, its size, and
+    what a message calls it: the chunk's name, or "video chunks" for a split track."""
 
     container: InputContainer
     start_byte: int
     size: int
+    name: str
 
 
 def open_track(track: Track) -> Iterator[Opened]:
@@ -76,7 +78,7 @@ def open_track(track: Track) -> Iterator[Opened]:
             container = av.open(reader, "r", format=container_format(track.paths[0]))
         except av.error.FFmpegError as e:
             raise CorruptMedia(f"{track.kind} chunks cannot be read: {reason(e)}") from e
-        yield Opened(container, 0, track.size)
+        yield Opened(container, 0, track.size, f"{track.kind} chunks")
         return
     start = 0
     for chunk in track.chunks:
@@ -84,5 +86,5 @@ def open_track(track: Track) -> Iterator[Opened]:
             container = av.open(str(chunk.path))
         except av.error.FFmpegError as e:
             raise CorruptMedia(f"{chunk.path.name} cannot be read: {reason(e)}") from e
-        yield Opened(container, start, chunk.size)
+        yield Opened(container, start, chunk.size, chunk.path.name)
         start += chunk.size

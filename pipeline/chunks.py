@@ -19,7 +19,10 @@ from pathlib import Path
 
 from pipeline.errors import BadChunks, ChunkRange, LimitExceeded, MissingChunks, NoMedia
 
-CHUNK_NAME = re.compile(r"^(?P<kind>video|audio|av)_(?P<index>\d{1,9})\.(?P<ext>webm|mkv|mp4)$")
+# ASCII digits only (``\d`` takes any script's: "video_٣" would be chunk 3), any zero
+# padding, nine digits of value (a bound: see ``missing_ranges``); ``fullmatch``, as ``$``
+# would let a trailing newline through into a local file name.
+CHUNK_NAME = re.compile(r"(?P<kind>video|audio|av)_0*(?P<index>[0-9]{1,9})\.(?P<ext>webm|mkv|mp4)")
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
 
@@ -75,7 +78,7 @@ class ChunkPlan:
 
 def parse_chunk_name(name: str) -> tuple[str, int] | None:
     """``("video", 3)`` for ``video_003.webm``; None for anything that is not a chunk."""
-    match = CHUNK_NAME.match(name)
+    match = CHUNK_NAME.fullmatch(name)
     if match is None:
         return None
     return match["kind"], int(match["index"])
@@ -106,7 +109,14 @@ def find_chunks(folder: Path) -> dict[str, list[Chunk]]:
 
 
 def _duplicates(indices: list[int]) -> str:
-    return ", ".join(str(i) for i, n in sorted(Counter(indices).items()) if n > 1)
+    return listed([str(i) for i, n in sorted(Counter(indices).items()) if n > 1])
+
+
+def listed(names: list[str], most: int = 3) -> str:
+    """The first ``most`` names and how many more: a message stays one short line
+    however many chunks a take has."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def missing_ranges(indices: Iterable[int], expected: int | None) -> list[ChunkRange]:
@@ -191,10 +201,12 @@ def _track(kind: str, chunks: list[Chunk], warnings: list[str]) -> Track:
     if headers and all(headers):
         join = Join.RESTARTED
     elif any(headers):
-        with_header = [c.path.name for c, h in zip(usable[1:], headers, strict=True) if h]
+        later = list(zip(usable[1:], headers, strict=True))
+        with_header = [c.path.name for c, h in later if h]
+        without = [c.path.name for c, h in later if not h]
         raise BadChunks(
             f"{kind} chunks mix a split stream with restarted recordings "
-            f"({', '.join(with_header)} start with a header, other later chunks do not)"
+            f"({listed(with_header)} start with a header, {listed(without)} do not)"
         )
     else:
         join = Join.SPLIT

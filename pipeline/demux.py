@@ -84,7 +84,7 @@ def track_units(
     follows: float | None = None
     for opened in open_track(track):
         with opened.container as container:
-            streams = _streams(container, track, kinds, options)
+            streams = _streams(container, opened.name, kinds, options)
             clock = Clock(follows)
             ends = FileEnd()
             packets = _packets(container, streams, track, opened, reading, counter)
@@ -97,11 +97,11 @@ def track_units(
 
 
 def _streams(
-    container: InputContainer, track: Track, kinds: set[str], options: MediaOptions
+    container: InputContainer, name: str, kinds: set[str], options: MediaOptions
 ) -> _Streams:
     has_video = bool(container.streams.video)
     if "video" in kinds and not has_video:
-        raise BadChunks(f"{track.kind} chunks hold no video stream")
+        raise BadChunks(f"no video stream in {name}")
     streams = _Streams(
         container.streams.video[0] if "video" in kinds and has_video else None,
         container.streams.audio[0] if "audio" in kinds and container.streams.audio else None,

@@ -2,16 +2,29 @@
 
 Every track is demuxed (a byte-chained split stream, or restarted files shifted to
 continue one another, see ``demux``), decoded and merged by time, then encoded to H.264
-(or an H.264 source copied) and AAC into an intermediate MPEG-TS file: it keeps no index,
-so memory stays flat however long the take. The same audio decode writes the WAV output
+(or an H.264 source copied, when it keeps one picture size: see ``copyable``) and AAC
+into an intermediate MPEG-TS file: it keeps no index, so memory stays flat however long
+the take. The same audio decode writes the WAV output
 and 16 kHz mono float32 samples for Whisper (see ``sinks``). The second pass (``mux``)
 makes the MP4 from it once the captions are known.
 
-Media lost to damage: when the demuxer skips damaged bytes or stops before a track's end
-(a chunk of random bytes, a first chunk cut short), the take says so. A track that lost
-more than half of its bytes (``MAX_LOST_SHARE``) fails the take with ``CorruptMedia``:
-what is left is not the recording. Less than that is a warning naming the seconds lost,
-estimated as the lost share of the track's bytes times the take's length.
+Media lost to damage (see ``losses``): the take says so, one warning per track naming
+the seconds lost, seen in two ways.
+
+- Bytes: the demuxer skips damaged bytes or stops before a track's end (a chunk of
+  random bytes, a first chunk cut short). A track that lost more than half of its bytes
+  (``MAX_LOST_SHARE``) fails the take with ``CorruptMedia``: what is left is not the
+  recording. Less than that is lost seconds estimated as the lost share of the track's
+  bytes times the take's length.
+- Time: a stream (the video, the audio) with no media for more than ``MAX_GAP`` (1 s)
+  between two of its frames, or that ends more than ``MAX_SHORT_END`` (2 s) before the
+  take's other stream, lost those seconds, however few bytes were skipped: a chunk
+  replaced by a few kilobytes of garbage. A late start is not counted (separate
+  recorders start apart), and time alone never fails a take: the rest is still the
+  recording.
+
+The warning gives the larger of the two estimates, with what was seen: "about 2.1 s of
+the audio track could not be read (no audio from 5.9 s to 8.0 s)".
 """
 
 from __future__ import annotations
@@ -24,8 +37,10 @@ import av
 
 from pipeline.chained import container_format
 from pipeline.chunks import ChunkPlan, Track
+from pipeline.copyable import copy_blocker
 from pipeline.demux import Reading, TrackBytes, track_units
 from pipeline.errors import BadChunks, CorruptMedia, NoMedia
+from pipeline.losses import Coverage, track_losses
 from pipeline.options import MediaOptions
 from pipeline.probe import Probe, probe
 from pipeline.sinks import AUDIO_RATE, AudioSink, VideoSink
@@ -34,7 +49,6 @@ from pipeline.timeline import Timed, merged
 Progress = Callable[[float], None]
 
 COPY_CODECS = frozenset({"h264"})
-MAX_LOST_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -90,23 +104,6 @@ def _probe_tracks(plan: ChunkPlan, options: MediaOptions) -> tuple[Probe | None,
     return video, channel_layout
 
 
-def _check_lost(track: TrackBytes, duration: float, warnings: list[str]) -> None:
-    """Fail a track that lost most of its bytes; warn with the seconds lost otherwise."""
-    if not track.lost:
-        return
-    share = track.lost / max(1, track.size)
-    seconds = share * duration
-    if share > MAX_LOST_SHARE:
-        raise CorruptMedia(
-            f"most of the {track.kind} track cannot be read: {share:.0%} of its bytes, "
-            f"about {seconds:.1f} s, lost"
-        )
-    warnings.append(
-        f"about {seconds:.1f} s of the {track.kind} track could not be read "
-        f"({share:.0%} of its bytes lost)"
-    )
-
-
 def encode_take(
     plan: ChunkPlan,
     work: Path,
@@ -117,7 +114,12 @@ def encode_take(
     options = options or MediaOptions()
     work.mkdir(parents=True, exist_ok=True)
     first, channel_layout = _probe_tracks(plan, options)
-    copy = first is not None and first.codec in COPY_CODECS
+    copy = (
+        first is not None
+        and first.codec in COPY_CODECS
+        and plan.video is not None
+        and copy_blocker(plan.video, (first.width, first.height), options) is None
+    )
     reading = Reading(warnings=list(plan.warnings))
     counted = [TrackBytes(track.kind, track.size) for track in plan.tracks]
     tracks: list[Iterator[Timed]] = []
@@ -134,6 +136,7 @@ def encode_take(
     template = _copy_template(plan.video) if copy and plan.video is not None else None
     video: VideoSink | None = None
     audio: AudioSink | None = None
+    seen = {kind: Coverage(kind) for kind in ("video", "audio")}
     try:
         # MPEG-TS between the passes: every packet carries its own times and nothing is
         # indexed, where an MP4 holds an entry per packet in memory, writing and reading.
@@ -146,10 +149,14 @@ def encode_take(
             end = 0.0
             for unit in merged(tracks, options.max_duration):
                 if isinstance(unit.item, av.AudioFrame):
+                    rate = unit.item.sample_rate or AUDIO_RATE
+                    seen["audio"].add(unit.seconds, unit.seconds + unit.item.samples / rate)
                     if audio is not None:
                         audio.write(unit.item, unit.seconds)
-                elif video is not None:
-                    video.write(unit.item, unit.seconds)
+                else:
+                    seen["video"].add(unit.seconds, unit.seconds)
+                    if video is not None:
+                        video.write(unit.item, unit.seconds)
                 end = max(end, unit.seconds)
                 if progress is not None:
                     progress(min(1.0, sum(c.read for c in counted) / total))
@@ -170,9 +177,16 @@ def encode_take(
         raise CorruptMedia("no audio could be decoded from the take")
     if reading.decode_errors:
         reading.warnings.append(f"{reading.decode_errors} packets could not be decoded")
+    if video is not None and video.damaged:
+        plural = "s" if video.damaged > 1 else ""
+        reading.warnings.append(f"{video.damaged} damaged video packet{plural} could not be copied")
     duration = max(end, audio.samples / AUDIO_RATE if audio is not None else 0.0)
-    for bytes_ in counted:
-        _check_lost(bytes_, duration, reading.warnings)
+    take_end = max((c.until for c in seen.values() if c.until is not None), default=0.0)
+    for track, bytes_ in zip(plan.tracks, counted, strict=True):
+        streams = [seen[kind] for kind in ("video", "audio") if track.kind in (kind, "av")]
+        lost = track_losses(bytes_, streams, take_end, duration)
+        if lost is not None:
+            reading.warnings.append(lost)
     return EncodedTake(
         path=path,
         duration=duration,

@@ -16,6 +16,7 @@ import av.error
 from av.container import OutputContainer
 
 from pipeline.errors import reason
+from pipeline.letterbox import fit_into
 from pipeline.options import MediaOptions
 from pipeline.speech import SpeechWriter
 from pipeline.timeline import MS, Packet
@@ -103,7 +104,8 @@ class AudioSink:
 
 
 class VideoSink:
-    """H.264 from decoded frames, or H.264 packets copied; times strictly increasing."""
+    """H.264 from decoded frames, or H.264 packets copied; times strictly increasing.
+    Decoded frames of another size than the first are fitted into it (``letterbox``)."""
 
     def __init__(
         self,
@@ -116,6 +118,7 @@ class VideoSink:
         self.copy = copy_from is not None
         self.frames = 0
         self.dropped = 0
+        self.damaged = 0  # copied packets the muxer refused
         self.last_ms = -1
         if copy_from is not None:
             self.stream = out.add_stream_from_template(copy_from)
@@ -146,15 +149,17 @@ class VideoSink:
             item.dts = ms + LEAD * 1000
             item.pts = max(item.pts - shift, ms) + LEAD * 1000
             item.stream = self.stream
-            self.out.mux(item)
+            try:
+                self.out.mux(item)
+            except av.error.FFmpegError:
+                # The MPEG-TS muxer turns H.264's length-prefixed units into start codes,
+                # and refuses a damaged packet whose lengths run past its end: left out.
+                self.frames -= 1
+                self.damaged += 1
             return
-        frame = item
-        if (
-            frame.width != self.width
-            or frame.height != self.height
-            or (frame.format.name != "yuv420p")
-        ):
-            frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+        # A picture of another size (a camera switch, a window resize) is fitted into
+        # the take's first size, aspect kept and padded, never stretched.
+        frame = fit_into(item, self.width, self.height)
         frame.pts = ms + LEAD * 1000
         frame.time_base = MS
         self.out.mux(self.stream.encode(frame))

@@ -30,8 +30,13 @@ def test_chunk_names_parse_with_padding_and_reject_others() -> None:
         "done.json",
         "../video_1.webm",
         "video_-1.webm",
+        "video_\u0663.webm",  # ARABIC-INDIC DIGIT THREE: a digit, not an ASCII one
+        "audio_\uff11.webm",  # FULLWIDTH DIGIT ONE
+        "video_1.webm\n",  # ``$`` matches before a final newline
+        "video_1000000000.webm",  # past nine digits of value
     ):
-        assert parse_chunk_name(name) is None
+        assert parse_chunk_name(name) is None, repr(name)
+    assert parse_chunk_name("video_" + "0" * 20 + "12.webm") == ("video", 12)  # any padding
 
 
 def test_chunks_are_ordered_by_integer_not_text(fixture_take: Path, tmp_path: Path) -> None:
@@ -204,3 +209,22 @@ def test_counts_and_indices_past_the_limit_are_refused(tmp_path: Path) -> None:
     shutil.copyfile(tmp_path / "video_1.webm", tmp_path / "video_10000000.webm")
     with pytest.raises(LimitExceeded):
         plan_take(tmp_path, max_chunks=3600)
+
+
+def test_errors_about_many_chunks_name_a_few(tmp_path: Path) -> None:
+    """Seen while fuzzing: the mixing error named every later chunk with a header, and
+    the duplicate error every doubled index; a take of 500 chunks made a line of
+    kilobytes for the status record. Both name three, then count the rest."""
+    header = b"\x1a\x45\xdf\xa3" + bytes(8)
+    for n in range(500):
+        (tmp_path / f"video_{n}.webm").write_bytes(header if n != 250 else b"cluster")
+    with pytest.raises(BadChunks) as err:
+        plan_take(tmp_path)
+    assert str(err.value) == (
+        "video chunks mix a split stream with restarted recordings (video_1.webm, "
+        "video_2.webm, video_3.webm and 495 more start with a header, video_250.webm do not)"
+    )
+    for n in range(500):
+        (tmp_path / f"video_0{n}.webm").write_bytes(header)
+    with pytest.raises(BadChunks, match=r"same index \(0, 1, 2 and 497 more\)$"):
+        plan_take(tmp_path)

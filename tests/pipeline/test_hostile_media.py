@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import CorruptMedia, LimitExceeded, reason
+from pipeline.errors import BadChunks, CorruptMedia, LimitExceeded, reason
 from pipeline.options import MediaOptions
 from pipeline.process import TakeOptions, TakeResult, process_take
 from tests.support.mediaprobe import duration
@@ -76,3 +76,27 @@ def test_reason_strips_paths_from_any_message() -> None:
         reason(ValueError("cannot open '/tmp/w/x/video_3.webm' now"))
         == "cannot open video_3.webm now"
     )
+
+
+def test_a_restarted_chunk_without_video_is_named(tmp_path: Path) -> None:
+    """Seen while fuzzing: a restarted video chunk swapped for an audio recording failed
+    the take as "video chunks hold no video stream", naming no chunk."""
+    make_take(tmp_path / "in", duration=1.5, chunks=3, layout="restarted")
+    (tmp_path / "in" / "audio_1.webm").replace(tmp_path / "in" / "video_1.webm")
+    (tmp_path / "in" / "audio_2.webm").replace(tmp_path / "in" / "audio_1.webm")
+    with pytest.raises(BadChunks) as err:
+        run(tmp_path / "in", tmp_path)
+    assert str(err.value) == "no video stream in video_1.webm"
+
+
+def test_a_damaged_copied_h264_packet_is_left_out_with_a_warning(tmp_path: Path) -> None:
+    """Found by fuzzing: the middle chunk of a split H.264 take lost (empty, skipped), the
+    next one starts inside a packet. Copied, that packet's NAL lengths run past its end
+    and the MPEG-TS muxer raised InvalidDataError (with the work file's path) out of the
+    pipeline. It is left out and told."""
+    make_take(tmp_path / "in", duration=1.5, size=(160, 120), chunks=3, video_codec="h264")
+    (tmp_path / "in" / "video_1.mkv").write_bytes(b"")
+    result = run(tmp_path / "in", tmp_path)
+    assert result.video is not None and result.video["copied"] is True
+    assert "1 damaged video packet could not be copied" in result.warnings
+    assert "video_1.mkv is empty and was skipped" in result.warnings

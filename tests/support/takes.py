@@ -10,6 +10,9 @@ speech samples) and cuts it like MediaRecorder does:
   timestamps start again at 0;
 - ``av``: like ``split``, with audio and video in one recording.
 
+``make_resized_take`` records a take whose picture changes size mid-take (a camera
+switch, a window resize), split or restarted.
+
 ``add_header_only_chunk`` adds the debris a restarted recorder leaves when ``stop()``
 lands just after a restart: a last chunk with the header and tracks, and no frame.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -97,14 +100,20 @@ def record(
     gap: tuple[float, float] | None = None,
     audio_start: float = 0.0,
     seed: int = 0,
+    live: bool = False,
 ) -> int:
     """Record [start, end) of the synthetic source into one file; returns its frame count.
 
-    Timestamps in the file start at 0 (as a freshly started recorder writes them).
+    Timestamps in the file start at 0 (as a freshly started recorder writes them). With
+    ``live``, the file is a piece of a longer stream as MediaRecorder writes one: its
+    timestamps are the take's (from ``start``), its Segment has no size and there are
+    no Cues, so the clusters of pieces recorded one after another can be concatenated;
+    H.264 keyframes carry their parameter sets in band.
     """
     fmt = "matroska" if video_codec == "h264" else "webm"
     frames = 0
-    with av.open(str(path), "w", format=fmt) as out:
+    origin = 0.0 if live else start
+    with av.open(str(path), "w", format=fmt, options={"live": "1"} if live else {}) as out:
         vstream: Any = None
         astream: Any = None
         if video_codec is not None:
@@ -114,6 +123,8 @@ def record(
             vstream.codec_context.time_base = Fraction(1, 1000)
             if video_codec == "h264":
                 vstream.options = {"preset": "ultrafast", "bf": "0"}
+                if live:
+                    vstream.options = {**vstream.options, "x264-params": "repeat-headers=1"}
             else:
                 vstream.options = {"deadline": "realtime", "cpu-used": "8", "b": "400k"}
         if audio is not None:
@@ -134,7 +145,7 @@ def record(
         items.sort()
         audio_pts: list[int] = []  # the encoder re-times audio; keep the recorder's times
         for t, kind in items:
-            rel = t - start
+            rel = t - origin
             if kind == "v" and vstream is not None:
                 index = round(t * fps)
                 vf = av.VideoFrame.from_ndarray(_picture(index, *size), format="yuv420p")
@@ -190,7 +201,10 @@ UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
 
 
 def _vint(data: bytes, at: int) -> tuple[int, int]:
-    """An EBML variable-length integer at ``at``: its value (marker bit cleared), length."""
+    """An EBML variable-length integer at ``at``: its value (marker bit cleared), length.
+    A zero byte starts none (it would loop for ever): ValueError."""
+    if not data[at]:
+        raise ValueError(f"no EBML integer at byte {at}")
     length = 1
     while not data[at] & (0x80 >> (length - 1)):
         length += 1
@@ -230,6 +244,80 @@ def resized_split_take(folder: Path, first: tuple[int, int], then: tuple[int, in
         path.unlink()
     (folder / "video_0.webm").write_bytes(parts[0])
     (folder / "video_1.webm").write_bytes(parts[1][parts[1].find(CLUSTER) :])
+
+
+def make_resized_take(
+    folder: Path,
+    sizes: Sequence[tuple[int, int]] = ((320, 240), (240, 320), (320, 180)),
+    *,
+    seconds: float = 0.6,
+    layout: Literal["split", "restarted"] = "split",
+    video_codec: VideoCodec = "vp8",
+    audio: AudioSource | None = "tone",
+    chunks: int = 4,
+) -> TakeSpec:
+    """A take whose picture changes size, as a camera switch (to a portrait camera) or a
+    window resize does: ``seconds`` at each of ``sizes`` in turn, a keyframe at each
+    change; audio from a recorder of its own throughout.
+
+    ``split``: one recorder's stream, whose header tells the first size only, cut into
+    ``chunks`` at arbitrary offsets. ``restarted``: a recorder restarted at each change,
+    a whole file per size (and an audio file for each)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = "mkv" if video_codec == "h264" else "webm"
+    names: list[str] = []
+    frames = 0
+    if layout == "restarted":
+        for i, size in enumerate(sizes):
+            start, end = i * seconds, (i + 1) * seconds
+            frames += record(
+                folder / f"video_{i}.{ext}",
+                start=start,
+                end=end,
+                video_codec=video_codec,
+                audio=None,
+                size=size,
+            )
+            names.append(f"video_{i}.{ext}")
+            if audio is not None:
+                record(
+                    folder / f"audio_{i}.webm", start=start, end=end, video_codec=None, audio=audio
+                )
+                names.append(f"audio_{i}.webm")
+    else:
+        stream = b""
+        part = folder / ".part"
+        for i, size in enumerate(sizes):
+            frames += record(
+                part,
+                start=i * seconds,
+                end=(i + 1) * seconds,
+                video_codec=video_codec,
+                audio=None,
+                size=size,
+                live=True,
+            )
+            data = part.read_bytes()
+            stream += data if i == 0 else data[data.find(CLUSTER) :]  # the header once
+        part.unlink()
+        for i, piece in enumerate(split_bytes(stream, chunks)):
+            (folder / f"video_{i}.{ext}").write_bytes(piece)
+            names.append(f"video_{i}.{ext}")
+        if audio is not None:
+            record(part, start=0.0, end=seconds * len(sizes), video_codec=None, audio=audio)
+            for i, piece in enumerate(split_bytes(part.read_bytes(), chunks)):
+                (folder / f"audio_{i}.webm").write_bytes(piece)
+                names.append(f"audio_{i}.webm")
+            part.unlink()
+    return TakeSpec(
+        folder=folder,
+        duration=seconds * len(sizes),
+        video_frames=frames,
+        video_codec=video_codec,
+        audio=audio is not None,
+        size=sizes[0],
+        chunk_names=names,
+    )
 
 
 def recut_evenly(folder: Path, kind: str, pieces: int) -> list[Path]:
