@@ -32,7 +32,7 @@ from consumer.storage.s3 import S3Storage
 from tests.support.cfqueue import TOKEN, QueueEmulator, r2_event
 from tests.support.harness import QUEUE, put_marker, status, upload
 from tests.support.inprocess import cloudflare_settings, take_job, until
-from tests.support.s3 import s3, s3_storage
+from tests.support.s3 import s3, s3_storage, store_options
 from tests.support.takes import make_take
 
 REF = TakeRef("meet-h", "1", "u1")
@@ -50,13 +50,7 @@ class SweepBug(S3Storage):
     error that is not a storage error the first ``times`` times: a bug, say."""
 
     def __init__(self, bucket: str, times: int) -> None:
-        super().__init__(
-            bucket,
-            endpoint_url=os.environ["WHISP_TEST_S3"],
-            access_key="testing",
-            secret_key="testing",
-            region="us-east-1",
-        )
+        super().__init__(bucket, **store_options())
         self.times = times
 
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
