@@ -7,10 +7,11 @@ an empty list, never an exception: a bad message must not stop the service.
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
+
+from consumer import safejson
 
 CREATE_ACTIONS = frozenset({"PutObject", "CopyObject", "CompleteMultipartUpload"})
 
@@ -37,7 +38,7 @@ def parse_r2(body: Any) -> ObjectEvent | None:
     bucket = body.get("bucket")
     return ObjectEvent(
         key=obj["key"],
-        created=action in CREATE_ACTIONS,
+        created=isinstance(action, str) and action in CREATE_ACTIONS,  # [] is unhashable
         size=size if isinstance(size, int) else None,
         etag=etag.strip('"') if isinstance(etag, str) else None,
         bucket=bucket if isinstance(bucket, str) else None,
@@ -48,7 +49,7 @@ def parse_s3(body: Any) -> list[ObjectEvent]:
     """S3 notifications as SQS delivers them: Records[], an SNS envelope, or a test event."""
     if isinstance(body, dict) and isinstance(body.get("Message"), str) and "Records" not in body:
         try:
-            body = json.loads(body["Message"])  # SNS envelope
+            body = safejson.loads(body["Message"])  # SNS envelope
         except ValueError:
             return []
     if not isinstance(body, dict) or not isinstance(body.get("Records"), list):

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from consumer import safejson
 from consumer.errors import LeaseHeld, LeaseLost, PreconditionFailed
 from consumer.storage import Storage
 
@@ -36,7 +37,7 @@ LOCK_MAX_BYTES = 4096
 def read_lock(data: bytes) -> tuple[str, float]:
     """The owner and expiry (epoch s) a lock object names; an unreadable one is stale."""
     try:
-        held = json.loads(data)
+        held = safejson.loads(data)
         return str(held["owner"]), float(held["expires"])
     except (ValueError, KeyError, TypeError):
         return "unknown", 0.0

@@ -22,7 +22,7 @@ import time
 
 import structlog
 
-from consumer import systemd
+from consumer import background, systemd, workdirs
 from consumer.backends import make_source, make_storage
 from consumer.health import Health, HealthServer
 from consumer.selfcheck import (
@@ -65,6 +65,8 @@ async def serve(settings: Settings) -> int:
         health.source_answered()
         health.bucket_answered()
         service = Service(settings, storage, source, health)
+        # Interrupted attempts' work folders (a kill, a drain that ran out): see workdirs.
+        await asyncio.to_thread(workdirs.remove_stale, settings.work_dir, service.owner)
         await Lifecycle(settings, service, health).run()
         return 0
     finally:
@@ -128,14 +130,16 @@ class Lifecycle:
     async def _report_drain(self) -> None:
         while self.service.deliveries:
             await asyncio.sleep(1.0)
-            systemd.notify(self._draining())
+            with background.survived("drain report"):
+                systemd.notify(self._draining())
 
     async def _watchdog(self, interval: float) -> None:
         """Sent from the event loop: if the loop stops turning, systemd hears nothing.
         systemd arms the watchdog once start-up is over (READY=1); until then
         TimeoutStartSec is the limit."""
         while True:
-            systemd.notify("WATCHDOG=1")
+            with background.survived("watchdog"):
+                systemd.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
 
     async def _probe(self) -> None:
@@ -143,15 +147,19 @@ class Lifecycle:
         every = self.health.stale_after / 3
         while True:
             await asyncio.sleep(every)
-            source_quiet, _ = self.health.quiet(time.monotonic(), every)
-            if source_quiet:
-                try:
-                    await asyncio.wait_for(self.service.source.check(), every)
-                    self.health.source_answered()
-                except Exception as e:
-                    self.health.source_error = str(e) or type(e).__name__
+            with background.survived("probe"):
+                await self._probe_once(every)
+
+    async def _probe_once(self, every: float) -> None:
+        source_quiet, _ = self.health.quiet(time.monotonic(), every)
+        if source_quiet:
             try:
-                await asyncio.wait_for(probe_bucket(self.settings, self.service.storage), every)
-                self.health.bucket_answered()
+                await asyncio.wait_for(self.service.source.check(), every)
+                self.health.source_answered()
             except Exception as e:
-                self.health.bucket_error = str(e) or type(e).__name__
+                self.health.source_error = str(e) or type(e).__name__
+        try:
+            await asyncio.wait_for(probe_bucket(self.settings, self.service.storage), every)
+            self.health.bucket_answered()
+        except Exception as e:
+            self.health.bucket_error = str(e) or type(e).__name__

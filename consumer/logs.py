@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import urllib.parse
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
@@ -32,21 +33,36 @@ _process_fields: dict[str, Any] = {}
 _config: dict[str, Any] = {"level": "INFO", "fmt": "json", "secrets": []}
 
 
+MASK = "***"
+
+
 class RedactSecrets:
-    """A processor that masks the given secret values wherever they appear."""
+    """A processor that masks the given secret values wherever they appear, as given or
+    URL-encoded (a query string, a form body an error may echo). The same masking serves
+    every other output (``mask``): doctor's lines, the CLI's errors, status records."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = [s for s in secrets if len(s) >= 4]
+        forms = set()
+        for secret in secrets:
+            if len(secret) >= 4:
+                forms |= {
+                    secret,
+                    urllib.parse.quote(secret, safe=""),
+                    urllib.parse.quote_plus(secret),
+                }
+        # Longest first: a secret that holds another is masked whole.
+        self.secrets = sorted(forms, key=len, reverse=True)
 
-    def _clean(self, value: Any) -> Any:
+    def clean(self, value: Any) -> Any:
+        """``value`` (text, or dicts, lists and tuples of it, keys too) with secrets masked."""
         if isinstance(value, str):
             for secret in self.secrets:
-                value = value.replace(secret, "***")
+                value = value.replace(secret, MASK)
             return value
         if isinstance(value, dict):
-            return {k: self._clean(v) for k, v in value.items()}
+            return {self.clean(k): self.clean(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self._clean(v) for v in value]
+            return [self.clean(v) for v in value]
         return value
 
     def __call__(
@@ -54,7 +70,13 @@ class RedactSecrets:
     ) -> MutableMapping[str, Any]:
         if not self.secrets:
             return event
-        return {k: self._clean(v) for k, v in event.items()}
+        return {k: self.clean(v) for k, v in event.items()}
+
+
+def mask(value: Any, secrets: Iterable[str] | None = None) -> Any:
+    """``value`` with every secret masked: those given, else those ``configure`` was given
+    (the service's). For what does not go through the log: printed lines, status records."""
+    return RedactSecrets(_config["secrets"] if secrets is None else secrets).clean(value)
 
 
 def merge_process_fields(

@@ -4,10 +4,10 @@ what they mean for the pipeline (with the service's settings) and for the chunks
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from consumer import safejson
 from consumer.errors import BadMarker
 from consumer.keys import TakeRef
 from consumer.settings import Settings
@@ -80,7 +80,7 @@ def parse_marker(body: bytes) -> MarkerOptions:
     if not body.strip():
         return MarkerOptions.model_validate({})
     try:
-        data = json.loads(body)
+        data = safejson.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise BadMarker(f"marker is not JSON: {e}") from None
     if not isinstance(data, dict):

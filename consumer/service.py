@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import signal
-import socket
 import time
-import uuid
 from collections.abc import Coroutine
 from typing import Any
 
 import structlog
 
-from consumer import __version__, logs
+from consumer import __version__, background, logs, workdirs
 from consumer.delivery import Delivery
 from consumer.errors import SourceUnavailable, StorageError
 from consumer.health import Health
@@ -67,7 +64,7 @@ class Service:
         self.storage = storage
         self.source = source
         self.keys = KeyLayout(settings.recordings_prefix, settings.marker_name)
-        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.owner = workdirs.owner_name()
         self.workers = WorkerPool(settings.concurrency)
         notifier = Notifier.from_settings(settings)
         job = TakeJob(settings, storage, self.workers, self.keys, self.owner, notifier)
@@ -110,14 +107,11 @@ class Service:
         )
         sweeper = None
         if self.settings.sweep_interval > 0:
-            sweeper = asyncio.create_task(self._sweep_loop())
+            sweeper = asyncio.create_task(self._sweep_loop(), name="sweep")
         try:
             await self._pull_loop()
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+            await background.stop(sweeper)
             await self._drain()
             await self.source.close()
             await self.storage.close()
@@ -222,23 +216,27 @@ class Service:
         interval = self.settings.sweep_interval
         await self._wait(first_sweep_delay(interval))
         while not self.stopping.is_set():
-            try:
-                found = await sweep.pending(time.time())
-            except StorageError as e:
-                log.warning("sweep failed", error=str(e))
-                found = []
-            random.shuffle(found)  # consumers sweeping together start on different takes
-            for ref in found:
-                if self.free <= 0 or self.stopping.is_set():
-                    break
-                if ref not in self.running:
-                    log.info(
-                        "sweep found a take without a final status",
-                        **logs.take_fields(ref),
-                        stage="sweep",
-                    )
-                    self._dispatch(self.delivery.swept(ref), [ref])
+            with background.survived("sweep", stage="sweep"):  # any error: the next round
+                await self._sweep_once(sweep)
             await self._wait(jittered(interval))
+
+    async def _sweep_once(self, sweep: Sweep) -> None:
+        try:
+            found = await sweep.pending(time.time())
+        except StorageError as e:
+            log.warning("sweep failed", error=str(e))
+            return
+        random.shuffle(found)  # consumers sweeping together start on different takes
+        for ref in found:
+            if self.free <= 0 or self.stopping.is_set():
+                break
+            if ref not in self.running:
+                log.info(
+                    "sweep found a take without a final status",
+                    **logs.take_fields(ref),
+                    stage="sweep",
+                )
+                self._dispatch(self.delivery.swept(ref), [ref])
 
     async def _until_woken(self) -> None:
         await self.wake.wait()

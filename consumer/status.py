@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from consumer import __version__, metrics
+from consumer import __version__, logs, metrics
 from consumer.keys import KeyLayout, TakeRef
 from consumer.lease import Lease
 from consumer.storage import ObjectInfo, Storage, get_json
@@ -29,17 +29,53 @@ log = structlog.get_logger(__name__)
 FINAL_STATES = frozenset({"done", "failed"})
 WAITING_FOR_CHUNKS = "waiting for chunks"
 
+# A status record stays far below the 1 MiB every reader accepts (``get_json``), whatever
+# the take holds: a record too large to read would fail every later delivery of its take
+# (issue 11, item 1). Texts, warnings and the listed chunks are cut to these sizes; the
+# fingerprint's hash still covers every chunk.
+MAX_TEXT = 2000
+MAX_WARNINGS = 50
+MAX_LISTED_CHUNKS = 1000
+
 
 def fingerprint(chunks: list[ObjectInfo], marker: ObjectInfo) -> dict[str, Any]:
     """Chunk names, sizes and ETags and the marker's ETag, as listed: new chunks or a new
     marker upload are a new input."""
     items = sorted((c.name, c.size, c.etag) for c in chunks)
     digest = hashlib.sha256(json.dumps([items, marker.etag]).encode()).hexdigest()
-    return {
+    found: dict[str, Any] = {
         "hash": digest,
         "marker_etag": marker.etag,
-        "chunks": [{"name": n, "size": s, "etag": e} for n, s, e in items],
+        "chunks": [{"name": n, "size": s, "etag": e} for n, s, e in items[:MAX_LISTED_CHUNKS]],
     }
+    if len(items) > MAX_LISTED_CHUNKS:
+        found["chunk_count"] = len(items)
+    return found
+
+
+def cut(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` at most ``limit`` characters long, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def bounded(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with its open-ended parts (error, warnings, webhook) cut to size."""
+    out = dict(record)
+    error = out.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        out["error"] = {**error, "message": cut(error["message"])}
+    warnings = out.get("warnings")
+    if isinstance(warnings, list):
+        kept = [cut(str(w), MAX_TEXT // 4) for w in warnings[:MAX_WARNINGS]]
+        if len(warnings) > MAX_WARNINGS:
+            kept.append(f"... and {len(warnings) - MAX_WARNINGS} more warnings")
+        out["warnings"] = kept
+    webhook = out.get("webhook")
+    if isinstance(webhook, dict) and isinstance(webhook.get("error"), str):
+        out["webhook"] = {**webhook, "error": cut(webhook["error"])}
+    return out
 
 
 class StatusRecord:
@@ -86,7 +122,7 @@ class StatusRecord:
             updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             elapsed=round(time.time() - self.started, 3),
         )
-        body = json.dumps(self.record, indent=2).encode()
+        body = json.dumps(logs.mask(bounded(self.record)), indent=2).encode()
         await self.storage.put_bytes(self.key, body, "application/json")
 
     async def rewrite(self) -> None:
@@ -141,10 +177,13 @@ class Seen:
 
 async def look(storage: Storage, keys: KeyLayout, ref: TakeRef) -> Seen | None:
     """What the bucket holds of the take: its input and status; None without a marker."""
-    objects = await storage.list_objects(keys.take_prefix(ref))
+    prefix = keys.take_prefix(ref)
+    objects = await storage.list_objects(prefix)
     marker = next((o for o in objects if o.key == keys.marker_key(ref)), None)
     if marker is None:
         return None
-    chunks = [o for o in objects if parse_chunk_name(o.name)]
+    # Only the take prefix's direct children are chunks: ``{prefix}zzz/video_0.webm`` has
+    # the name ``video_0.webm`` too, and would replace the real one (issue 11, item 6).
+    chunks = [o for o in objects if o.key == prefix + o.name and parse_chunk_name(o.name)]
     previous = await get_json(storage, keys.status_key(ref)) or {}
     return Seen(marker, chunks, fingerprint(chunks, marker), previous)

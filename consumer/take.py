@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from consumer import metrics
+from consumer import background, metrics, workdirs
 from consumer.errors import (
     BadMarker,
     LeaseHeld,
@@ -227,7 +225,7 @@ class TakeJob:
         missing = missing_in(claim.chunks, options, chunk_limit(self.settings))
         if missing:  # still missing when the claim was made: the wait is over
             raise MissingChunks(missing)
-        work = self.settings.work_dir / f"{self.owner}-{uuid.uuid4().hex[:8]}"
+        work = workdirs.new_folder(self.settings.work_dir, self.owner)
         (work / "chunks").mkdir(parents=True)
         (work / "out").mkdir()
         keep = True
@@ -240,9 +238,11 @@ class TakeJob:
             raise
         finally:
             # Local files stay until every upload succeeded (or the take failed for good):
-            # an interrupted or retried attempt keeps them for inspection.
-            if not keep and options.cleanup:
-                shutil.rmtree(work, ignore_errors=True)
+            # an interrupted or retried attempt keeps them for inspection, until a start-up
+            # finds them stale (``consumer.workdirs``). A lost lease's are of no use: the
+            # new owner makes the take.
+            if claim.lease.lost.is_set() or (not keep and options.cleanup):
+                workdirs.remove(work)
 
     async def _produce(self, claim: Claim, options: MarkerOptions, work: Path) -> Outcome:
         status, lease = claim.status, claim.lease
@@ -312,15 +312,16 @@ class TakeJob:
         """Copy the worker's stage and progress into the status record now and then."""
         while True:
             await asyncio.sleep(every)
-            found = read_progress(progress)
-            if found is not None:
-                status.record["progress"] = found.get("progress")
-                try:
-                    await status.write("processing", f"processing: {found.get('stage')}")
-                except StorageError:
-                    pass
-                except LeaseLost:
-                    return
+            with background.survived("progress report"):  # a report missed, not the take
+                found = read_progress(progress)
+                if found is not None:
+                    status.record["progress"] = found.get("progress")
+                    try:
+                        await status.write("processing", f"processing: {found.get('stage')}")
+                    except StorageError:
+                        pass
+                    except LeaseLost:
+                        return
 
     async def _wait_for_chunks(
         self, status: StatusRecord, error: TakeError, left: float

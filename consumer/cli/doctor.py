@@ -2,12 +2,15 @@
 the codecs, one line each, failures first-word ``FAIL``; it names the bucket and the queue
 it asked. Changes nothing: no folder made, no object written, no message acknowledged.
 
+Every line is masked as ``whisp run``'s log is (``logs.mask``): no secret is printed.
+
 Exit status as ``whisp run``'s start-up: 2 for a fault of this machine's set-up, 1 when
 only the bucket or the queue failed, 0 when all is well.
 """
 
 from __future__ import annotations
 
+from consumer import logs
 from consumer.backends import make_source, make_storage
 from consumer.selfcheck import (
     Check,
@@ -29,7 +32,10 @@ async def doctor(settings: Settings) -> int:
     def report(*found: Check) -> None:
         for check in found:
             checks.append(check)
-            print(check.line(), flush=True)  # a line at a time: some checks take seconds
+            # An error may echo what the request carried (a token in an API's answer):
+            # masked as ``whisp run`` masks its log lines.
+            line = logs.mask(check.line(), settings.secrets)
+            print(line, flush=True)  # a line at a time: some checks take seconds
 
     report(
         Check("settings", f"source={settings.source}, concurrency={settings.concurrency}"),

@@ -9,6 +9,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from consumer import logs
 from consumer.keys import KeyLayout
 from consumer.settings import Settings
 from pipeline.errors import TakeError
@@ -113,10 +114,10 @@ async def process_remote(settings: Settings, prefix: str, force: bool = False) -
             return 1
         outcome = await job.run(ref, force=force)
     except StorageError as e:
-        print(f"whisp: {ref}: the bucket failed: {e}", file=sys.stderr)
+        print(logs.mask(f"whisp: {ref}: the bucket failed: {e}"), file=sys.stderr)
         return 1
     finally:
         await storage.close()
         workers.close()
-    print(f"{ref}: {outcome.state}{': ' + outcome.reason if outcome.reason else ''}")
+    print(logs.mask(f"{ref}: {outcome.state}{': ' + outcome.reason if outcome.reason else ''}"))
     return 0 if outcome.state in ("done", "skipped") else 1

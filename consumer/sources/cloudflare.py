@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 import aiohttp
 import structlog
 
-from consumer import metrics
+from consumer import metrics, safejson
 from consumer.errors import SourceError, SourceUnavailable
 from consumer.events import parse_r2
 from consumer.retry import SOURCE_REFUSED_WAIT
@@ -47,11 +46,11 @@ def decode_body(body: Any, content_type: str | None) -> Any:
     if content_type in ("json", "bytes", None):
         try:
             raw = base64.b64decode(body, validate=True)
-            return json.loads(raw)
+            return safejson.loads(raw)
         except (binascii.Error, ValueError):
             pass
     try:
-        return json.loads(body)
+        return safejson.loads(body)
     except ValueError:
         return None
 

@@ -8,14 +8,13 @@ is the message made visible again after the delay.
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
 
 import structlog
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer import metrics
+from consumer import metrics, safejson
 from consumer.errors import SourceUnavailable
 from consumer.events import parse_s3
 from consumer.sources import Message, Source
@@ -80,7 +79,7 @@ class SqsQueue(Source):
         messages = []
         for item in response.get("Messages", []):
             try:
-                body = json.loads(item.get("Body", ""))
+                body = safejson.loads(item.get("Body", ""))
             except ValueError:
                 body = None
             events = parse_s3(body)

@@ -10,10 +10,11 @@ subclass): the caller decides whether to retry.
 from __future__ import annotations
 
 import abc
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from consumer import safejson
 
 CONTENT_TYPES = {
     ".mp4": "video/mp4",
@@ -91,7 +92,7 @@ async def get_json(storage: Storage, key: str, max_bytes: int = 1 << 20) -> dict
     if found is None:
         return None
     try:
-        value = json.loads(found[0])
+        value = safejson.loads(found[0])
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

@@ -143,6 +143,8 @@ def test_a_lost_lease_stops_the_losers_uploads(
     assert not [p for p in put_by_a if any(p.endswith(key) for key in outputs)]
     assert not a.events("take done") and b.events("take done")
     assert record(bucket, ref)["owner"] == b.owner and record(bucket, ref)["state"] == "done"
+    # The loser's work folder went with its lease: its files are of no use (issue 11, 7).
+    assert list((tmp_path / "wa").iterdir()) == []
     assert uploads(bucket, KEYS.output_keys(ref, "wav")["video"]) == 1
 
 

@@ -47,6 +47,7 @@ class Fault:
     status: int
     code: int
     times: int = 1
+    message: str = "injected fault"
 
 
 class QueueEmulator:
@@ -94,10 +95,13 @@ class QueueEmulator:
         with self._lock:
             return self.api.send(self.api.queues[queue_id], body, content_type, delay)
 
-    def inject(self, path: str, status: int, code: int, times: int = 1) -> None:
-        """The next ``times`` requests to ``path`` answer ``status`` with error ``code``."""
+    def inject(
+        self, path: str, status: int, code: int, times: int = 1, message: str = "injected fault"
+    ) -> None:
+        """The next ``times`` requests to ``path`` answer ``status`` with error ``code`` (and
+        ``message``: an API that echoes what it was sent, a token say)."""
         with self._lock:
-            self.faults.append(Fault(path, status, code, times))
+            self.faults.append(Fault(path, status, code, times, message))
 
     def backlog(self, queue_id: str) -> int:
         """Unacknowledged messages (in flight, delayed or waiting), as Cloudflare counts."""
@@ -177,7 +181,7 @@ class QueueEmulator:
             if fault.times > 0 and fault.path in (action, "*"):
                 fault.times -= 1
                 retry_after = 1 if fault.status == 429 else None
-                raise ApiError(fault.status, fault.code, "injected fault", retry_after)
+                raise ApiError(fault.status, fault.code, fault.message, retry_after)
 
 
 def r2_event(

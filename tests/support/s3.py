@@ -6,7 +6,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypedDict
 
 import boto3
 
@@ -37,15 +37,26 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
-def s3_storage(bucket: str, endpoint: str | None = None) -> S3Storage:
-    """whisp's own store on the test server (or on a proxy in front of it)."""
-    return S3Storage(
-        bucket,
+class StoreOptions(TypedDict):
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str
+
+
+def store_options(endpoint: str | None = None) -> StoreOptions:
+    """``S3Storage``'s keyword arguments for the test server (or a proxy in front of it)."""
+    return StoreOptions(
         endpoint_url=endpoint or os.environ["WHISP_TEST_S3"],
         access_key="testing",
         secret_key="testing",
         region="us-east-1",
     )
+
+
+def s3_storage(bucket: str, endpoint: str | None = None) -> S3Storage:
+    """whisp's own store on the test server (or on a proxy in front of it)."""
+    return S3Storage(bucket, **store_options(endpoint))
 
 
 def s3(url: str | None = None) -> Any:

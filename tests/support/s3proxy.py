@@ -10,6 +10,7 @@ recorded, to count what a consumer did through it (its uploads, its lease renewa
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,23 @@ class Seen:
 
 
 Rule = Callable[[str, str, dict[str, str]], bool]
+# Chaos: what becomes of a request (None: passed on as it is). "503", "500": an error
+# answer; "429": SlowDown; "reset": the connection dropped unanswered; "after-commit": passed
+# on, then answered 500 (the write happened, the client was told it failed); "slow": late.
+CHAOS_MODES = ("503", "500", "429", "reset", "after-commit", "slow")
+Chaos = Callable[[str, str, dict[str, str]], str | None]
+
+
+def random_faults(rate: float, seed: int = 0, modes: tuple[str, ...] = CHAOS_MODES) -> Chaos:
+    """Each request, with probability ``rate``, meets one of ``modes`` (seeded: repeatable)."""
+    rng = random.Random(seed)
+    lock = threading.Lock()
+
+    def chaos(method: str, path: str, headers: dict[str, str]) -> str | None:
+        with lock:
+            return rng.choice(modes) if rng.random() < rate else None
+
+    return chaos
 
 
 def renewals_of_locks(method: str, path: str, headers: dict[str, str]) -> bool:
@@ -55,12 +73,15 @@ class S3Proxy:
         status: int = 503,
         slow: Rule = lambda *_: False,
         delay: float = 0.0,
+        chaos: Chaos | None = None,
     ) -> None:
         self.target = target.rstrip("/")
         self.fail = fail
         self.status = status
         self.slow = slow
         self.delay = delay
+        self.chaos = chaos
+        self.injected: dict[str, int] = {}  # chaos mode -> requests it met
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         self._served = Served(self._app, "s3-proxy")
@@ -77,14 +98,21 @@ class S3Proxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         headers = {k.lower(): v for k, v in request.headers.items()}
         failed = self.fail(request.method, request.path, headers)
+        mode = self.chaos(request.method, request.path, headers) if self.chaos else None
         with self._lock:
-            self.seen.append(Seen(request.method, request.path, headers, failed))
+            self.seen.append(Seen(request.method, request.path, headers, failed or bool(mode)))
+            if mode:
+                self.injected[mode] = self.injected.get(mode, 0) + 1
         body = await request.read()
-        if self.slow(request.method, request.path, headers):
-            await asyncio.sleep(self.delay)
+        if self.slow(request.method, request.path, headers) or mode == "slow":
+            await asyncio.sleep(self.delay or 1.0)
+        if mode == "reset" and request.transport is not None:
+            request.transport.abort()
+            return web.Response(status=500)  # never sent: the connection is gone
+        if mode in ("503", "500", "429"):
+            return _error(int(mode))
         if failed:
-            text = "<Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>"
-            return web.Response(status=self.status, text=text, content_type="application/xml")
+            return _error(self.status)
         forward = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         async with (
             aiohttp.ClientSession(auto_decompress=False) as session,
@@ -98,6 +126,8 @@ class S3Proxy:
         ):
             data = await answer.read()
             out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
+            if mode == "after-commit":
+                return _error(500)
             return web.Response(status=answer.status, body=data, headers=out)
 
     def _app(self) -> web.Application:
@@ -111,3 +141,9 @@ class S3Proxy:
 
     def __exit__(self, *exc: object) -> None:
         self._served.__exit__(*exc)
+
+
+def _error(status: int) -> web.Response:
+    code = {429: "SlowDown", 500: "InternalError"}.get(status, "ServiceUnavailable")
+    text = f"<Error><Code>{code}</Code><Message>injected</Message></Error>"
+    return web.Response(status=status, text=text, content_type="application/xml")
