@@ -15,6 +15,7 @@ import base64
 import itertools
 import json
 import os
+import re
 import urllib.parse
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -271,7 +272,9 @@ def test_the_service_acknowledges_every_random_message(
     assert emulator.queues[queue].retried == []
     listed = s3().list_objects_v2(Bucket=bucket).get("Contents", [])
     for obj in listed:
-        split = KEYS.split(obj["Key"]) or KEYS.split(obj["Key"].replace("/status_u.json", "/u/x"))
+        # A take's own keys, or the ones beside it: its status and the meeting's files.
+        beside = re.sub(r"/(status_u\.json|transcript\.(json|srt|vtt|txt))$", "/u/x", obj["Key"])
+        split = KEYS.split(obj["Key"]) or KEYS.split(beside)
         assert split is not None, obj["Key"]
     for path in Path(work).rglob("*"):
         assert path.resolve().is_relative_to(Path(work).resolve())
