@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from consumer.errors import ObjectTooLarge, PreconditionFailed
+from consumer.errors import ObjectTooLarge, PreconditionFailed, StorageError
 from consumer.keys import KeyLayout, TakeRef, valid_id
 from consumer.marker import MAX_MARKER_BYTES, parse_marker
 from consumer.storage import Storage, content_type, get_json
+from consumer.webhook import Notifier
 from pipeline import meeting
 from pipeline.errors import TakeError
 from pipeline.meeting import Participant
@@ -121,3 +122,25 @@ class MeetingTranscript:
             return parse_marker(found[0]).started_at if found is not None else None
         except (ObjectTooLarge, TakeError):
             return None
+
+
+async def rebuild_and_announce(
+    storage: Storage, keys: KeyLayout, notifier: Notifier | None, ref: TakeRef
+) -> None:
+    """The meeting's transcript files, now that the participant ``ref``'s take has ended,
+    and a ``meeting_transcript`` notice when they changed. Never the take's failure: the
+    next take of the meeting to end rebuilds them."""
+    structlog.contextvars.bind_contextvars(stage="meeting transcript")
+    try:
+        files = await MeetingTranscript(storage, keys).rebuild(ref)
+    except StorageError as e:
+        log.warning("meeting transcript not rebuilt", error=str(e))
+        return
+    # A meeting of one has the take's own transcript: only a real meeting is news.
+    if files.changed and files.participants > 1 and notifier is not None:
+        try:
+            notice = await notifier.notify(ref, "meeting_transcript", files.keys, None)
+        except Exception:  # a bug in sending must not undo a finished take
+            log.exception("meeting transcript notice failed unexpectedly")
+            return
+        log.info("meeting transcript notice", state=notice.get("state"))

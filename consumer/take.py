@@ -8,6 +8,10 @@ acknowledges the marker's message before ``work``: downloading, the pipeline in 
 process, uploading and the final status. A lost lease cancels the work; nothing is
 written without the lease, ``done`` least of all.
 
+Longer than 300 lines, for a reason: the claim, the work and the ways an attempt ends
+(done, failed, waiting, interrupted) share the claim's lease and status record; apart,
+each half would reach into the other's state.
+
 The job key is the take, never the message: the same marker delivered twice, at once or
 later, on one consumer or two, does the work once.
 """
@@ -40,7 +44,7 @@ from consumer.marker import (
     parse_marker,
     pipeline_options,
 )
-from consumer.meeting import MeetingTranscript
+from consumer.meeting import rebuild_and_announce
 from consumer.retry import chunk_wait_delay, lease_wait_delay, take_retry_delay
 from consumer.settings import Settings
 from consumer.status import WAITING_FOR_CHUNKS, StatusRecord, look
@@ -101,7 +105,6 @@ class TakeJob:
         bucket is read under the lease: a take finished by another consumer a moment ago
         is seen finished, never made again (unless ``force``)."""
         _bind(ref, "claim")
-        log.info("take started", forced=force)
         lease = Lease(
             self.storage, self.keys.lock_key(ref), self.owner, self.settings.lease_seconds
         )
@@ -160,6 +163,7 @@ class TakeJob:
         (``last_error``) before the lease goes, so the status never shows a stage that
         is no longer running: the sweep takes the take up again (at ``next_try_at``)."""
         _bind(claim.ref, "work")
+        log.info("take started", attempt=claim.status.record.get("attempts"))
         try:
             outcome = await claim.lease.hold(self._settled(claim))
         except LeaseLost:
@@ -182,26 +186,8 @@ class TakeJob:
             structlog.contextvars.bind_contextvars(stage="end")
             await claim.lease.release()
         if outcome.state in ("done", "failed"):
-            await self._rebuild_meeting(claim.ref)
+            await rebuild_and_announce(self.storage, self.keys, self.notifier, claim.ref)
         return outcome
-
-    async def _rebuild_meeting(self, ref: TakeRef) -> None:
-        """The meeting's transcript files, now that this participant's take has ended.
-        Never the take's failure: the next take of the meeting to end rebuilds them."""
-        structlog.contextvars.bind_contextvars(stage="meeting transcript")
-        try:
-            files = await MeetingTranscript(self.storage, self.keys).rebuild(ref)
-        except StorageError as e:
-            log.warning("meeting transcript not rebuilt", error=str(e))
-            return
-        # A meeting of one has the take's own transcript: only a real meeting is news.
-        if files.changed and files.participants > 1 and self.notifier is not None:
-            try:
-                notice = await self.notifier.notify(ref, "meeting_transcript", files.keys, None)
-            except Exception:  # a bug in sending must not undo a finished take
-                log.exception("meeting transcript notice failed unexpectedly")
-                return
-            log.info("meeting transcript notice", state=notice.get("state"))
 
     async def _settled(self, claim: Claim) -> Outcome:
         """Every take error ends here, in one branch: retried while it may pass (chunks

@@ -64,3 +64,15 @@ def test_no_formatter_escapes() -> None:
         if any(escape in line for escape in escapes)
     ]
     assert found == []
+
+
+def test_modules_stay_short() -> None:
+    """No module past about 300 lines without a reason written at its top."""
+    long = [
+        f"{path.relative_to(ROOT)} ({n} lines)"
+        for folder in ("consumer", "pipeline")
+        for path in (ROOT / folder).rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 320
+        and "Longer than 300 lines" not in path.read_text()[:3000]
+    ]
+    assert long == []
