@@ -4,9 +4,9 @@ Every track is demuxed (a byte-chained split stream, or restarted files shifted 
 continue one another, see ``demux``), decoded and merged by time, then encoded to H.264
 (or an H.264 source copied, when it keeps one picture size: see ``copyable``) and AAC
 into an intermediate MPEG-TS file: it keeps no index, so memory stays flat however long
-the take. The same audio decode writes the WAV output
-and 16 kHz mono float32 samples for Whisper (see ``sinks``). The second pass (``mux``)
-makes the MP4 from it once the captions are known.
+the take. The same audio decode writes the WAV output and 16 kHz mono float32 samples
+for Whisper (see ``sinks``). The second pass (``mux``) makes the MP4 from it once the
+captions are known.
 
 Media lost to damage (see ``losses``): the take says so, one warning per track naming
 the seconds lost, seen in two ways.
@@ -18,7 +18,7 @@ the seconds lost, seen in two ways.
   bytes times the take's length.
 - Time: a stream (the video, the audio) with no media for more than ``MAX_GAP`` (1 s)
   between two of its frames, or that ends more than ``MAX_SHORT_END`` (2 s) before the
-  take's other stream, lost those seconds, however few bytes were skipped: a chunk
+  take's other stream ends, lost those seconds, however few bytes were skipped: a chunk
   replaced by a few kilobytes of garbage. A late start is not counted (separate
   recorders start apart), and time alone never fails a take: the rest is still the
   recording.
