@@ -1,5 +1,9 @@
 """Whisper engines behind one small interface.
 
+Longer than 300 lines, for a reason: most of it is the one way both engines cut and put
+back the speech (steps 1 to 4 below), which must stay beside the two engines that share
+it; the next split would move steps 1 to 4 into a module of their own.
+
 ``load_engine`` returns an engine that is loaded once per process and reused for every
 take (a worker process keeps it between takes). Two engines:
 
