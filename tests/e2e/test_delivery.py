@@ -37,7 +37,7 @@ VISIBILITY_MS = 1000  # shorter than any take below
 def tiny_takes(bucket: str, folder: Path, refs: list[TakeRef]) -> None:
     """Takes of five seconds in the bucket (each longer to make than the visibility
     timeout), without their markers yet."""
-    make_take(folder, duration=5.0, chunks=2)
+    make_take(folder, duration=5.0, size=(640, 360), chunks=2)
     for ref in refs:
         upload(bucket, folder, KEYS.take_prefix(ref))
 
@@ -61,6 +61,8 @@ def consumer_env(emulator: QueueEmulator, bucket: str, work: Path, **extra: obje
         "CF_VISIBILITY_TIMEOUT_MS": VISIBILITY_MS,
         "LEASE_SECONDS": 3,
         "SWEEP_INTERVAL_SECONDS": 1,
+        # An encode slower than the visibility timeout, on an idle machine too.
+        "VIDEO_PRESET": "slow",
     }
     return env_for(emulator, bucket, work, **{**settings, **extra})
 

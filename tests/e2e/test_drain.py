@@ -19,7 +19,8 @@ STATUS = Path("recordings/m1/1/status_alice.json")
 def test_the_drain_ends_at_drain_seconds_and_stops_the_workers(tmp_path: Path) -> None:
     root = tmp_path / "bucket"
     make_take(root / TAKE, duration=12.0, size=(640, 480), chunks=4, audio=None)
-    env = local_env(root, tmp_path / "work", DRAIN_SECONDS=2, VIDEO_PRESET="medium")
+    # veryslow: an encode that outlasts the drain by far, on an idle machine too
+    env = local_env(root, tmp_path / "work", DRAIN_SECONDS=2, VIDEO_PRESET="veryslow")
     with whisp(env, tmp_path / "log") as w:
         wait_for(lambda: w.events("whisp started"), 60, "the start")
         (root / TAKE / "done.json").write_text('{"skip_transcription": true}')
