@@ -8,12 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Iterator
+from typing import Any, TypeVar
 
 import structlog
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class Interrupted(Exception):
+    """The event came first: the work was cancelled (``until_set``)."""
+
+
+async def until_set(event: asyncio.Event, work: Awaitable[T]) -> T:
+    """``work``'s result, unless ``event`` is set first: then ``work`` is cancelled and
+    waited for, and ``Interrupted`` is raised. Work that finished first wins a tie."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise Interrupted
+    return task.result()
 
 
 @contextlib.contextmanager

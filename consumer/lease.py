@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import structlog
 
 from consumer import safejson
+from consumer.background import Interrupted, until_set
 from consumer.errors import LeaseHeld, LeaseLost, PreconditionFailed
 from consumer.storage import Storage
 
@@ -147,19 +148,10 @@ class Lease:
 
     async def hold(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` while the lease is held; cancel it and raise ``LeaseLost`` if lost."""
-        task = asyncio.ensure_future(work)
-        lost = asyncio.create_task(self.lost.wait())
         try:
-            await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            lost.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if task.cancelled():
-            raise LeaseLost(self.key)
-        return task.result()
+            return await until_set(self.lost, work)
+        except Interrupted:
+            raise LeaseLost(self.key) from None
 
     async def release(self) -> None:
         """Stop renewing and delete the lock if it is still ours (a lost one is left)."""

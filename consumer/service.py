@@ -148,17 +148,10 @@ class Service:
     async def _receive(self, count: int) -> list[Message]:
         """The source's receive, cancelled when the service is told to stop: an SQS long
         poll would otherwise hold an idle consumer's exit for up to 20 s."""
-        receive = asyncio.ensure_future(self.source.receive(count))
-        stop = asyncio.ensure_future(self.stopping.wait())
         try:
-            await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not receive.done():
-                receive.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await receive
-        return [] if receive.cancelled() else receive.result()
+            return await background.until_set(self.stopping, self.source.receive(count))
+        except background.Interrupted:
+            return []
 
     async def _triage(self, messages: list[Message]) -> None:
         """Acknowledge what is not a take to start, in one call; dispatch the rest."""
