@@ -8,10 +8,10 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from consumer import safejson
-from consumer.errors import BadMarker
+from consumer.errors import BadMarker, ObjectTooLarge
 from consumer.keys import TakeRef
 from consumer.settings import Settings
-from consumer.storage import ObjectInfo
+from consumer.storage import ObjectInfo, Storage
 from pipeline.chunks import missing_chunks, parse_chunk_name
 from pipeline.errors import ChunkRange
 from pipeline.options import MediaOptions
@@ -135,3 +135,18 @@ def missing_in(
     return missing_chunks(
         present, options.video_chunks, options.audio_chunks, max_chunks=max_chunks
     )
+
+
+async def read_marker(storage: Storage, key: str) -> MarkerOptions | BadMarker | None:
+    """A marker's options from the bucket, or the error that fails its take; None if the
+    marker is gone. An oversized marker is refused unread."""
+    try:
+        found = await storage.get_bytes(key, MAX_MARKER_BYTES)
+    except ObjectTooLarge:
+        return BadMarker(f"marker is over {MAX_MARKER_BYTES} bytes")
+    if found is None:
+        return None
+    try:
+        return parse_marker(found[0])
+    except BadMarker as e:
+        return e

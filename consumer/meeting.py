@@ -17,13 +17,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from consumer.errors import ObjectTooLarge, PreconditionFailed, StorageError
+from consumer.errors import PreconditionFailed, StorageError
 from consumer.keys import KeyLayout, TakeRef, valid_id
-from consumer.marker import MAX_MARKER_BYTES, parse_marker
+from consumer.marker import MarkerOptions, read_marker
 from consumer.storage import Storage, content_type, get_json
 from consumer.webhook import Notifier
 from pipeline import meeting
-from pipeline.errors import TakeError
 from pipeline.meeting import Participant
 
 log = structlog.get_logger(__name__)
@@ -117,11 +116,8 @@ class MeetingTranscript:
 
     async def _started_at(self, ref: TakeRef) -> float | None:
         """When the participant's recorder started, as its marker says (None if unsaid)."""
-        try:
-            found = await self.storage.get_bytes(self.keys.marker_key(ref), MAX_MARKER_BYTES)
-            return parse_marker(found[0]).started_at if found is not None else None
-        except (ObjectTooLarge, TakeError):
-            return None
+        options = await read_marker(self.storage, self.keys.marker_key(ref))
+        return options.started_at if isinstance(options, MarkerOptions) else None
 
 
 async def rebuild_and_announce(

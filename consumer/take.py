@@ -31,18 +31,16 @@ from consumer.errors import (
     BadMarker,
     LeaseHeld,
     LeaseLost,
-    ObjectTooLarge,
     StorageError,
 )
 from consumer.keys import KeyLayout, TakeRef
 from consumer.lease import Lease
 from consumer.marker import (
-    MAX_MARKER_BYTES,
     MarkerOptions,
     chunk_limit,
     missing_in,
-    parse_marker,
     pipeline_options,
+    read_marker,
 )
 from consumer.meeting import rebuild_and_announce
 from consumer.retry import chunk_wait_delay, lease_wait_delay, take_retry_delay
@@ -123,7 +121,7 @@ class TakeJob:
         claimed = False
         try:
             seen = await look(self.storage, self.keys, ref)
-            options = await self._read_marker(seen.marker) if seen is not None else None
+            options = await read_marker(self.storage, seen.marker.key) if seen is not None else None
             if seen is None or options is None:
                 log.info("marker gone; nothing to do")
                 return Outcome("skipped", "marker gone")
@@ -276,19 +274,6 @@ class TakeJob:
         log.info("take done", duration=result.duration, captions=result.captions)
         await self._notify(claim, "completed", uploaded, None)
         return Outcome("done")
-
-    async def _read_marker(self, marker: ObjectInfo) -> MarkerOptions | BadMarker | None:
-        """The marker's options, or the error that fails the take; None if it is gone."""
-        try:
-            found = await self.storage.get_bytes(marker.key, MAX_MARKER_BYTES)
-        except ObjectTooLarge:
-            return BadMarker(f"marker is over {MAX_MARKER_BYTES} bytes")
-        if found is None:
-            return None
-        try:
-            return parse_marker(found[0])
-        except BadMarker as e:
-            return e
 
     def _chunk_wait_left(self, marker: ObjectInfo) -> float:
         """Seconds left to wait for late chunks: CHUNK_WAIT_SECONDS from the marker's time."""
