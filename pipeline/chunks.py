@@ -11,11 +11,13 @@ one is read from the chunks' first bytes, per kind, per take.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from pipeline.errors import BadChunks, ChunkRange, LimitExceeded, MissingChunks, NoMedia
 
@@ -41,6 +43,28 @@ class Chunk:
     size: int
 
 
+class TrackSource(Protocol):
+    """A track as the media pass reads it: its chunks in order (``feed``), from the first,
+    which is on disk before reading starts. All of them are on disk (``Track``), or they
+    land while the track is read (``pipeline.live``: a take followed while it is recorded,
+    whose ``feed`` waits for each chunk); ``size`` is the bytes fed so far, the track's own
+    once it has been read to its end."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def join(self) -> Join: ...
+
+    @property
+    def first(self) -> Chunk: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def feed(self) -> Iterator[Chunk]: ...
+
+
 @dataclass(frozen=True)
 class Track:
     """The chunks of one kind, in order, and how they join."""
@@ -54,21 +78,32 @@ class Track:
         return [c.path for c in self.chunks]
 
     @property
+    def first(self) -> Chunk:
+        return self.chunks[0]
+
+    @functools.cached_property
     def size(self) -> int:
         return sum(c.size for c in self.chunks)
 
+    def feed(self) -> Iterator[Chunk]:
+        return iter(self.chunks)
+
+
+T = TypeVar("T", bound=TrackSource, covariant=True)
+
 
 @dataclass(frozen=True)
-class ChunkPlan:
+class ChunkPlan(Generic[T]):
     """What the take is made of: video (or av) and audio tracks, and what was noticed.
-    A take without video (the camera off) has audio only."""
+    A take without video (the camera off) has audio only. Its tracks are ``Track``s
+    (``plan_take``), or tracks still being recorded (``pipeline.live``)."""
 
-    video: Track | None
-    audio: Track | None
+    video: T | None
+    audio: T | None
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def tracks(self) -> list[Track]:
+    def tracks(self) -> list[T]:
         return [t for t in (self.video, self.audio) if t is not None]
 
     @property
@@ -220,7 +255,7 @@ def plan_take(
     expected_audio: int | None = None,
     max_total_bytes: int | None = None,
     max_chunks: int | None = None,
-) -> ChunkPlan:
+) -> ChunkPlan[Track]:
     """Read a folder of chunks into a plan, or raise the one error that says what is wrong.
 
     Expected counts (from the marker) are what the take must have; without them, a hole in

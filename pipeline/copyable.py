@@ -23,14 +23,14 @@ import av
 import av.error
 
 from pipeline.chained import open_track
-from pipeline.chunks import Track
+from pipeline.chunks import TrackSource
 from pipeline.options import MediaOptions
 
 # NAL unit types that start or size a picture: an IDR slice, an SPS.
 IDR, SPS = 5, 7
 
 
-def copy_blocker(track: Track, first: tuple[int, int], options: MediaOptions) -> str | None:
+def copy_blocker(track: TrackSource, first: tuple[int, int], options: MediaOptions) -> str | None:
     """None when ``track`` (H.264) can be copied as it is; else why it must be encoded
     again. Raises ``LimitExceeded`` for a picture over the resolution limit. Damage is
     left to the encode pass, which reads the same bytes and reports it."""

@@ -25,7 +25,7 @@ import av.error
 from av.container import InputContainer
 
 from pipeline.chained import Opened, open_track
-from pipeline.chunks import Track
+from pipeline.chunks import TrackSource
 from pipeline.errors import BadChunks, reason
 from pipeline.options import MediaOptions
 from pipeline.timeline import Clock, FileEnd, Item, Packet, Timed, shifted, start_clock
@@ -72,7 +72,7 @@ class _Streams:
 
 
 def track_units(
-    track: Track,
+    track: TrackSource,
     kinds: set[str],
     copy_video: bool,
     options: MediaOptions,
@@ -93,6 +93,7 @@ def track_units(
                 ends.add(unit)
                 yield unit
             follows = ends.end()
+        counter.size = track.size  # a track still being recorded has grown meanwhile
         counter.reached(opened.start_byte + opened.size)
 
 
@@ -116,7 +117,7 @@ def _streams(
 def _packets(
     container: InputContainer,
     streams: _Streams,
-    track: Track,
+    track: TrackSource,
     opened: Opened,
     reading: Reading,
     counter: TrackBytes,

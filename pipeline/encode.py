@@ -36,7 +36,7 @@ from pathlib import Path
 import av
 
 from pipeline.chained import container_format
-from pipeline.chunks import ChunkPlan, Track
+from pipeline.chunks import ChunkPlan, TrackSource
 from pipeline.copyable import copy_blocker
 from pipeline.demux import Reading, TrackBytes, track_units
 from pipeline.errors import BadChunks, CorruptMedia, NoMedia
@@ -76,27 +76,29 @@ class EncodedTake:
     warnings: list[str] = field(default_factory=list)
 
 
-def _copy_template(track: Track) -> av.container.InputContainer:
+def _copy_template(track: TrackSource) -> av.container.InputContainer:
     """The track's first chunk, kept open: its video stream is the template to copy."""
-    path = track.paths[0]
+    path = track.first.path
     return av.open(str(path), format=container_format(path))
 
 
-def _probe_tracks(plan: ChunkPlan, options: MediaOptions) -> tuple[Probe | None, str | None]:
+def _probe_tracks(
+    plan: ChunkPlan[TrackSource], options: MediaOptions
+) -> tuple[Probe | None, str | None]:
     """The video's codec and size (None for a take without video: no video chunks, or
     ``av`` chunks recorded with the camera off) and the audio's channel layout (None
     without audio), from each track's first chunk."""
     video: Probe | None = None
     channel_layout = None
     if plan.video is not None:
-        video = probe(plan.video.paths[0])
+        video = probe(plan.video.first.path)
         if plan.video.kind == "av":
             channel_layout = video.channel_layout
         if not video.codec and plan.video.kind != "av":
-            raise BadChunks(f"{plan.video.paths[0].name} holds no video stream")
+            raise BadChunks(f"{plan.video.first.path.name} holds no video stream")
         video = video if video.codec else None
     if plan.audio is not None:
-        channel_layout = probe(plan.audio.paths[0]).channel_layout or "mono"
+        channel_layout = probe(plan.audio.first.path).channel_layout or "mono"
     if video is None and channel_layout is None:
         raise NoMedia("the take's chunks hold neither a video nor an audio stream")
     if video is not None:
@@ -105,7 +107,7 @@ def _probe_tracks(plan: ChunkPlan, options: MediaOptions) -> tuple[Probe | None,
 
 
 def encode_take(
-    plan: ChunkPlan,
+    plan: ChunkPlan[TrackSource],
     work: Path,
     options: MediaOptions | None = None,
     progress: Progress | None = None,
@@ -120,7 +122,7 @@ def encode_take(
         and plan.video is not None
         and copy_blocker(plan.video, (first.width, first.height), options) is None
     )
-    reading = Reading(warnings=list(plan.warnings))
+    reading = Reading()
     counted = [TrackBytes(track.kind, track.size) for track in plan.tracks]
     tracks: list[Iterator[Timed]] = []
     for track, bytes_ in zip(plan.tracks, counted, strict=True):
@@ -131,7 +133,6 @@ def encode_take(
             if track.kind == "av" and channel_layout:
                 kinds.add("audio")
         tracks.append(track_units(track, kinds, copy, options, reading, bytes_))
-    total = max(1, plan.total_bytes)
     path = work / "encoded.ts"
     template = _copy_template(plan.video) if copy and plan.video is not None else None
     video: VideoSink | None = None
@@ -159,7 +160,7 @@ def encode_take(
                         video.write(unit.item, unit.seconds)
                 end = max(end, unit.seconds)
                 if progress is not None:
-                    progress(min(1.0, sum(c.read for c in counted) / total))
+                    progress(min(1.0, sum(c.read for c in counted) / max(1, plan.total_bytes)))
             if video is not None:
                 video.close()
             if audio is not None:
@@ -198,5 +199,7 @@ def encode_take(
         audio=audio is not None and audio.samples > 0,
         audio_path=audio.wav_path if audio is not None else None,
         speech_path=audio.speech.path if audio is not None and audio.speech else None,
-        warnings=reading.warnings,
+        # Read last: a take followed while it was recorded knows its plan's warnings
+        # (chunks skipped) only once its last chunk has come.
+        warnings=[*plan.warnings, *reading.warnings],
     )

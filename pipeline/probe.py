@@ -46,7 +46,7 @@ def probe(path: Path) -> Probe:
 MEDIA_MARKERS = (b"\x1f\x43\xb6\x75", b"moof", b"mdat")
 
 
-def without_debris(plan: ChunkPlan) -> ChunkPlan:
+def without_debris(plan: ChunkPlan[Track]) -> ChunkPlan[Track]:
     """The plan without the restarted chunks that hold no frame, each skipped with a
     warning; checked before the heavy work, one packet per chunk.
 
@@ -64,14 +64,22 @@ def _kept(track: Track, warnings: list[str]) -> Track | None:
         return track  # a split stream's later chunks are no files of their own
     kept = []
     for chunk in track.chunks:
-        problem = _no_frame(chunk.path)
-        if problem is None:
+        if not debris(chunk.path):
             kept.append(chunk)
-        elif _held_media(chunk.path):
-            raise CorruptMedia(f"{chunk.path.name} cannot be read: {problem}")
         else:
             warnings.append(f"{chunk.path.name} holds no frames (a header only) and was skipped")
     return dataclasses.replace(track, chunks=tuple(kept)) if kept else None
+
+
+def debris(path: Path) -> bool:
+    """Whether a restarted chunk is a header without frames, to be skipped; a chunk that
+    held media (a cluster or a fragment) but cannot be read raises ``CorruptMedia``."""
+    problem = _no_frame(path)
+    if problem is None:
+        return False
+    if _held_media(path):
+        raise CorruptMedia(f"{path.name} cannot be read: {problem}")
+    return True
 
 
 def _no_frame(path: Path) -> str | None:

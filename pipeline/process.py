@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import captions
-from pipeline.chunks import plan_take
+from pipeline.chunks import ChunkPlan, TrackSource, plan_take
 from pipeline.encode import encode_take
 from pipeline.errors import NoMedia
 from pipeline.mux import mux_final, remux_audio
@@ -71,6 +71,23 @@ class TakeOptions:
     # Written into the JSON transcript: meeting_id and take, as the original did.
     labels: dict[str, str] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        """The options as JSON values (``from_json`` reads them back)."""
+        body = asdict(self)
+        body["model_dir"] = str(self.model_dir) if self.model_dir is not None else None
+        return body
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> TakeOptions:
+        model_dir = body.get("model_dir")
+        return cls(
+            **{
+                **body,
+                "media": MediaOptions(**body["media"]),
+                "model_dir": Path(model_dir) if model_dir is not None else None,
+            }
+        )
+
 
 @dataclass
 class TakeResult:
@@ -85,6 +102,8 @@ class TakeResult:
     cues: int
     warnings: list[str]
     timings: dict[str, float]
+    # Made while it was recorded (``pipeline.live``), rather than from the whole take.
+    followed: bool = False
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready record of the result (paths as names)."""
@@ -115,6 +134,31 @@ def process_take(
 ) -> TakeResult:
     """Join, encode, transcribe and mux one take; returns where each output is."""
     stage = TakeProgress(on_stage, options.transcribe)
+    stage("plan")
+    plan = plan_take(
+        chunk_dir,
+        expected_video=options.expected_video,
+        expected_audio=options.expected_audio,
+        max_total_bytes=options.max_total_bytes,
+        max_chunks=options.max_chunks,
+    )
+    return make_take(without_debris(plan), out_dir, work_dir, options, stage)
+
+
+def make_take(
+    plan: ChunkPlan[TrackSource],
+    out_dir: Path,
+    work_dir: Path,
+    options: TakeOptions,
+    stage: TakeProgress,
+    ended: Callable[[], TakeOptions] | None = None,
+) -> TakeResult:
+    """The take made from its plan: the first pass (encode), then transcription and the
+    MP4. A take followed while it is recorded (``pipeline.live``) starts with the options
+    the service expects and learns its own, from its marker, only when its first pass has
+    read its last chunk: ``ended`` gives them then."""
+    if not plan.tracks:
+        raise NoMedia("the take's chunks hold no frames")
     timings: dict[str, float] = {}
     clock = time.monotonic()
 
@@ -124,23 +168,14 @@ def process_take(
         timings[name] = round(now - clock, 3)
         clock = now
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = output_names(options.user_id, options.media.audio_output)
-    stage("plan")
-    plan = plan_take(
-        chunk_dir,
-        expected_video=options.expected_video,
-        expected_audio=options.expected_audio,
-        max_total_bytes=options.max_total_bytes,
-        max_chunks=options.max_chunks,
-    )
-    plan = without_debris(plan)
-    if not plan.tracks:
-        raise NoMedia("the take's chunks hold no frames")
     media_options = MediaOptions(**{**asdict(options.media), "speech": options.transcribe})
     stage("encode")
     encoded = encode_take(plan, work_dir, media_options, progress=lambda f: stage("encode", f))
+    if ended is not None:
+        options = ended()
     lap("encode")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = output_names(options.user_id, options.media.audio_output)
     outputs: dict[str, Path] = {}
     cues: list[captions.Cue] = []
     language = engine_name = model = None
