@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from consumer.errors import InvalidKey, PreconditionFailed
 from consumer.storage import Storage
 from consumer.storage.local import LocalStorage
 from tests.support.s3 import s3, s3_storage
+from tests.support.s3proxy import S3Proxy
 
 
 async def test_conditional_put_creates_once_and_replaces_only_its_version(storage: Storage) -> None:
@@ -66,3 +69,30 @@ async def test_local_storage_never_leaves_its_folder(tmp_path: Path) -> None:
     with pytest.raises(InvalidKey, match="outside"):
         await storage.put_bytes("../escape", b"x")
     assert not (tmp_path / "escape").exists()
+
+
+async def test_a_large_upload_sends_its_parts_side_by_side(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight parts that each take a second to be answered go up in about two seconds,
+    four at a time, not in eight: a large MP4 is not sent part after part."""
+    import consumer.storage.s3 as module
+
+    monkeypatch.setattr(module, "MULTIPART_THRESHOLD", 6 * 1024 * 1024)
+    monkeypatch.setattr(module, "PART_SIZE", 5 * 1024 * 1024)
+    data = bytes(range(256)) * (20 * 8 * 1024)  # 40 MiB: eight parts
+    path = tmp_path / "big.mp4"
+    path.write_bytes(data)
+
+    def a_part(method: str, path: str, headers: dict[str, str]) -> bool:
+        return method == "PUT" and path.endswith("/out/big.mp4")  # ?partNumber=...
+
+    with S3Proxy(os.environ["WHISP_TEST_S3"], slow=a_part, delay=1.0) as proxy:
+        storage = s3_storage(bucket, endpoint=proxy.url)
+        started = time.monotonic()
+        await storage.upload(path, "out/big.mp4", "video/mp4")
+        elapsed = time.monotonic() - started
+        await storage.close()
+    assert len(proxy.requests("PUT", "/out/big.mp4")) == 8
+    assert elapsed < 5.0, elapsed
+    assert s3().get_object(Bucket=bucket, Key="out/big.mp4")["Body"].read() == data
