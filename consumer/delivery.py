@@ -16,7 +16,8 @@ import time
 import structlog
 
 from consumer import logs, metrics
-from consumer.errors import SourceUnavailable, StorageError
+from consumer.errors import LeaseLost, SourceUnavailable, StorageError
+from consumer.follow import Follower, GaveUp
 from consumer.keys import TakeRef
 from consumer.retry import take_retry_delay
 from consumer.settings import Settings
@@ -81,6 +82,46 @@ class Delivery:
         if isinstance(step, Claim):
             await self._work(step)
 
+    async def follow(self, follower: Follower) -> str | None:
+        """A take followed while it is recorded, until its marker is claimed, then made
+        like any other; a follower that gives up after the marker came makes the take
+        whole at once. None when the take was made; else why it was given up."""
+        ref = follower.ref
+
+        def bind() -> None:
+            structlog.contextvars.bind_contextvars(**logs.take_fields(ref), stage="following")
+
+        async def claim() -> Claim | Outcome:
+            try:
+                return await self._claim(ref, attempts=1)
+            finally:
+                bind()
+
+        bind()
+        try:
+            async with follower.following() as lease:
+                log.info("take followed while it is recorded")
+                try:
+                    claim_ = await lease.hold(follower.until_claimed(claim))
+                except LeaseLost:
+                    raise GaveUp("its follow lease was lost") from None
+                await self._work(claim_, following=follower)
+                return None
+        except GaveUp as e:
+            log.info("take no longer followed", reason=str(e))
+            reason = str(e)
+        except StorageError as e:
+            log.warning("take not followed: the bucket failed", error=str(e))
+            reason = str(e)
+        except Exception as e:
+            log.exception("take not followed: unexpected error")
+            reason = f"{type(e).__name__}: {e}"
+        finally:
+            structlog.contextvars.unbind_contextvars(*logs.TAKE_FIELDS, "stage")
+        if follower.marker_seen and not follower.handed_over:
+            await self.swept(ref)
+        return reason
+
     async def _claim(self, ref: TakeRef, attempts: int) -> Claim | Outcome:
         """The claim phase, counted as running until its work ends (or it claims nothing)."""
         metrics.RUNNING.inc()
@@ -111,13 +152,13 @@ class Delivery:
             delay = take_retry_delay(attempts, self.settings.retry_delay_seconds, unexpected=True)
             return Outcome("retry", f"{type(e).__name__}: {e}", delay)
 
-    async def _work(self, claim: Claim) -> None:
+    async def _work(self, claim: Claim, following: Follower | None = None) -> None:
         """The work phase; its message is settled already, so failures only get logged."""
         started = time.monotonic()
         state = "retry"  # what an interrupted take comes to: the sweep takes it up again
         structlog.contextvars.bind_contextvars(**logs.take_fields(claim.ref), stage="work")
         try:
-            state = (await self.job.work(claim)).state
+            state = (await self.job.work(claim, following)).state
         except StorageError as e:
             log.warning("storage error; the sweep will take the take up again", error=str(e))
         except Exception:

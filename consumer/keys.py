@@ -3,6 +3,7 @@
     {recordings}/{meeting_id}/{take}/{user_id}/video_0.webm, ...   chunks (the client's)
     {recordings}/{meeting_id}/{take}/{user_id}/done.json           the marker (MARKER_NAME)
     {recordings}/{meeting_id}/{take}/{user_id}/.lock               the lease
+    {recordings}/{meeting_id}/{take}/{user_id}/.follow             the follow lease
     {recordings}/{meeting_id}/{take}/final_video_{user_id}.mp4     outputs, the original
     {recordings}/{meeting_id}/{take}/subtitle_{user_id}.srt        service's names
     {recordings}/{meeting_id}/{take}/status_{user_id}.json         the status record
@@ -17,10 +18,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pipeline.chunks import parse_chunk_name
 from pipeline.process import output_names
 
 ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 LOCK_NAME = ".lock"
+FOLLOW_NAME = ".follow"
 
 
 def valid_id(value: str) -> bool:
@@ -69,6 +72,10 @@ class KeyLayout:
     def lock_key(self, ref: TakeRef) -> str:
         return self.take_prefix(ref) + LOCK_NAME
 
+    def follow_key(self, ref: TakeRef) -> str:
+        """The lease of the consumer following the take while it is recorded."""
+        return self.take_prefix(ref) + FOLLOW_NAME
+
     def status_key(self, ref: TakeRef) -> str:
         return self.output_prefix(ref) + f"status_{ref.user_id}.json"
 
@@ -96,5 +103,12 @@ class KeyLayout:
         """The take whose marker this key is, or None."""
         found = self.split(key)
         if found is None or found[1] != self.marker_name:
+            return None
+        return found[0]
+
+    def chunk_take(self, key: str) -> TakeRef | None:
+        """The take whose chunk (a direct child of its prefix) this key is, or None."""
+        found = self.split(key)
+        if found is None or parse_chunk_name(found[1]) is None:
             return None
         return found[0]

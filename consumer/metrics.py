@@ -50,6 +50,9 @@ SETTLE_FAILURES = Counter(
     ["source"],
 )
 RUNNING = Gauge("whisp_takes_running", "Takes being processed now")
+FOLLOWING = Gauge(
+    "whisp_takes_following", "Takes followed while they are recorded (each holds a worker)"
+)
 PULLS = Counter("whisp_pulls", "Pulls that the event source answered")
 SOURCE_ERRORS = Counter(
     "whisp_source_errors", "Pulls that failed (unreachable, throttled, refused)"

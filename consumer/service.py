@@ -15,6 +15,10 @@ job makes that safe (lease, fingerprint); the loop moves messages:
   arriving, lease held elsewhere) has its message retried with a delay.
 - The reconcile sweep (on by default, every SWEEP_INTERVAL_SECONDS with jitter) runs the
   takes the bucket says nobody finished: lost notifications, consumers that died.
+- A take being recorded (its chunks heard of, or found by the sweep) is followed while a
+  worker is free (``consumer.follow``, ``consumer.followers``): a take that has ended
+  takes the worker of the newest follower when none is free, so a marker is pulled even
+  while followers hold every worker.
 
 On SIGTERM or SIGINT the loop stops pulling, lets running takes finish for up to
 ``DRAIN_SECONDS``, then cancels the rest: their leases are released, so the sweep of
@@ -36,7 +40,10 @@ import structlog
 from consumer import __version__, background, logs, workdirs
 from consumer.delivery import Delivery
 from consumer.errors import SourceUnavailable, StorageError
+from consumer.follow import Follower
+from consumer.followers import Followers
 from consumer.health import Health
+from consumer.heard import heard
 from consumer.keys import KeyLayout, TakeRef
 from consumer.retry import (
     first_sweep_delay,
@@ -66,9 +73,18 @@ class Service:
         self.keys = KeyLayout(settings.recordings_prefix, settings.marker_name)
         self.owner = workdirs.owner_name()
         self.workers = WorkerPool(settings.concurrency)
+        self.followers = Followers(settings)
         notifier = Notifier.from_settings(settings)
-        job = TakeJob(settings, storage, self.workers, self.keys, self.owner, notifier)
-        self.delivery = Delivery(job, source, settings)
+        self.job = TakeJob(
+            settings,
+            storage,
+            self.workers,
+            self.keys,
+            self.owner,
+            notifier,
+            self.followers.worker_slot,
+        )
+        self.delivery = Delivery(self.job, source, settings)
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()  # set when a worker becomes free
         self.deliveries: set[asyncio.Task[None]] = set()  # one per busy worker
@@ -84,6 +100,7 @@ class Service:
             log.info("stopping: no new takes; draining", drain_seconds=self.settings.drain_seconds)
             self.stopping.set()
             self.wake.set()
+            self.followers.stop()  # takes still being recorded are not drained
 
     @property
     def takes_handled(self) -> int:
@@ -91,8 +108,14 @@ class Service:
 
     @property
     def free(self) -> int:
-        """Workers with no take: how many messages may be pulled now."""
+        """Workers with no take."""
         return self.settings.concurrency - len(self.deliveries)
+
+    @property
+    def pullable(self) -> int:
+        """How many messages may be pulled now: the free workers, and those of takes
+        followed while they are recorded, which a take that has ended may have."""
+        return self.free + len(self.followers.preemptible())
 
     async def run(self) -> None:
         log.info(
@@ -121,11 +144,11 @@ class Service:
     async def _pull_loop(self) -> None:
         empty_polls = failures = 0
         while not self.stopping.is_set():
-            if self.free <= 0:
+            if self.pullable <= 0:
                 await self._until_woken()
                 continue
             try:
-                messages = await self._receive(min(self.settings.batch_size, self.free))
+                messages = await self._receive(min(self.settings.batch_size, self.pullable))
             except SourceUnavailable as e:
                 self.health.pull_failed(self.source.name, str(e))
                 failures += 1
@@ -157,41 +180,51 @@ class Service:
         """Acknowledge what is not a take to start, in one call; dispatch the rest."""
         settled: list[Message] = []
         for message in messages:
-            refs = self._takes_in(message)
-            new = [ref for ref in refs if ref not in self.running]
+            found = heard(message, self.keys, self.settings.s3_bucket_name)
+            for ref in found.ended:
+                if (follower := self.followers.get(ref)) is not None:
+                    follower.marker_event()  # it makes the take: told, it looks at once
+            new = [ref for ref in found.ended if ref not in self.running]
             if new:
                 self._dispatch(self.delivery.message(message, new), new)
                 continue
-            if refs:
-                log.info("marker of a take running here acknowledged", **logs.take_fields(refs[0]))
+            if found.ended:
+                log.info(
+                    "marker of a take running here acknowledged", **logs.take_fields(found.ended[0])
+                )
             elif message.meta.get("unreadable"):
                 log.warning("unreadable message acknowledged", message_id=message.id)
+            for ref in found.recording:  # its follower looks at once, or one is started
+                if (follower := self.followers.get(ref)) is not None:
+                    follower.wake.set()
+                else:
+                    self._follow(ref)
             settled.append(message)
         if settled:
             await self.delivery.settle(settled, None)
 
-    def _takes_in(self, message: Message) -> list[TakeRef]:
-        """The takes whose markers the message reports written, in this bucket's layout."""
-        refs: list[TakeRef] = []
-        bucket = self.settings.s3_bucket_name
-        for event in message.events:
-            if event.bucket is not None and bucket is not None and event.bucket != bucket:
-                log.warning("event of another bucket ignored", bucket=event.bucket[:100])
-                continue
-            ref = self.keys.marker_take(event.key) if event.created else None
-            if ref is None and self.keys.split(event.key) is None:
-                if event.key.startswith(self.keys.root):
-                    log.warning(
-                        "key outside the layout ignored",
-                        key=event.key[:300],
-                        **logs.key_fields(event.key, self.keys.recordings),
-                    )
-                continue
-            if ref is not None and ref not in refs:
-                refs.append(ref)
-        return refs
+    def _follow(self, ref: TakeRef) -> None:
+        """Follow the take while it is recorded (``consumer.follow``), when a worker is
+        free and nobody here is on it (``Followers.may_follow``)."""
+        if (
+            self.free <= 0
+            or self.stopping.is_set()
+            or ref in self.running
+            or not self.followers.may_follow(ref)
+        ):
+            return
+        follower = Follower(self.job, ref)
 
-    def _dispatch(self, work: Coroutine[Any, Any, None], refs: list[TakeRef]) -> None:
+        async def follow() -> None:
+            gave_up = True
+            try:
+                gave_up = await self.delivery.follow(follower) is not None
+            finally:
+                self.followers.ended(ref, gave_up)
+
+        self.followers.started(follower, self._dispatch(follow(), [ref]))
+
+    def _dispatch(self, work: Coroutine[Any, Any, None], refs: list[TakeRef]) -> asyncio.Task[None]:
         """Start a delivery on a free worker; its takes count as running from now on."""
         self.running.update(refs)
         task = asyncio.create_task(work)
@@ -203,9 +236,15 @@ class Service:
             self.wake.set()
 
         task.add_done_callback(done)
+        return task
 
     async def _sweep_loop(self) -> None:
-        sweep = Sweep(self.storage, self.keys)
+        sweep = Sweep(
+            self.storage,
+            self.keys,
+            lease_seconds=self.settings.lease_seconds,
+            recorded_within=self.settings.chunk_wait_seconds if self.settings.follow_takes else 0,
+        )
         interval = self.settings.sweep_interval
         await self._wait(first_sweep_delay(interval))
         while not self.stopping.is_set():
@@ -215,13 +254,14 @@ class Service:
 
     async def _sweep_once(self, sweep: Sweep) -> None:
         try:
-            found = await sweep.pending(time.time())
+            found = await sweep.scan(time.time())
         except StorageError as e:
             log.warning("sweep failed", error=str(e))
             return
-        random.shuffle(found)  # consumers sweeping together start on different takes
-        for ref in found:
-            if self.free <= 0 or self.stopping.is_set():
+        pending = found.pending
+        random.shuffle(pending)  # consumers sweeping together start on different takes
+        for ref in pending:
+            if self.pullable <= 0 or self.stopping.is_set():
                 break
             if ref not in self.running:
                 log.info(
@@ -230,6 +270,10 @@ class Service:
                     stage="sweep",
                 )
                 self._dispatch(self.delivery.swept(ref), [ref])
+        recording = found.recording
+        random.shuffle(recording)
+        for ref in recording:  # takes being recorded that nobody follows: when idle
+            self._follow(ref)
 
     async def _until_woken(self) -> None:
         await self.wake.wait()

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(60, ge=0)
     sweep_interval_seconds: float = Field(300, ge=0)
     poll_interval_seconds: float = Field(1.0, gt=0)
+    # Following takes while they are recorded (issue 13): on unless turned off; a followed
+    # take's prefix is listed this often for new chunks and its marker.
+    follow_takes: bool = True
+    follow_poll_seconds: float = Field(2.0, gt=0, le=60)
 
     # Media and transcription.
     whisper_engine: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"

@@ -175,15 +175,23 @@ class Seen:
         )
 
 
-async def look(storage: Storage, keys: KeyLayout, ref: TakeRef) -> Seen | None:
-    """What the bucket holds of the take: its input and status; None without a marker."""
+async def listing(
+    storage: Storage, keys: KeyLayout, ref: TakeRef
+) -> tuple[ObjectInfo | None, list[ObjectInfo]]:
+    """The take's marker (None while it is being recorded) and chunks, as listed now."""
     prefix = keys.take_prefix(ref)
     objects = await storage.list_objects(prefix)
     marker = next((o for o in objects if o.key == keys.marker_key(ref)), None)
-    if marker is None:
-        return None
     # Only the take prefix's direct children are chunks: ``{prefix}zzz/video_0.webm`` has
     # the name ``video_0.webm`` too, and would replace the real one (issue 11, item 6).
     chunks = [o for o in objects if o.key == prefix + o.name and parse_chunk_name(o.name)]
+    return marker, chunks
+
+
+async def look(storage: Storage, keys: KeyLayout, ref: TakeRef) -> Seen | None:
+    """What the bucket holds of the take: its input and status; None without a marker."""
+    marker, chunks = await listing(storage, keys, ref)
+    if marker is None:
+        return None
     previous = await get_json(storage, keys.status_key(ref)) or {}
     return Seen(marker, chunks, fingerprint(chunks, marker), previous)

@@ -21,8 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -34,7 +37,7 @@ from consumer.errors import (
     StorageError,
 )
 from consumer.keys import KeyLayout, TakeRef
-from consumer.lease import Lease
+from consumer.lease import LOCK_MAX_BYTES, Lease, read_lock
 from consumer.marker import (
     MarkerOptions,
     chunk_limit,
@@ -50,6 +53,7 @@ from consumer.storage import ObjectInfo, Storage, content_type
 from consumer.webhook import Notifier
 from consumer.workers import WorkerPool, read_progress
 from pipeline.errors import ChunkRange, MissingChunks, TakeError
+from pipeline.process import TakeOptions, TakeResult
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +87,22 @@ class Claim:
     chunks: list[ObjectInfo]
 
 
+class Following(Protocol):
+    """A take this consumer followed while it was recorded (``consumer.follow``)."""
+
+    folder: Path
+
+    async def hand_over(
+        self, chunks: list[ObjectInfo], options: TakeOptions
+    ) -> Awaitable[TakeResult] | None:
+        """The take's first pass to await, or None to make the take whole."""
+
+
+@contextlib.asynccontextmanager
+async def any_worker() -> AsyncIterator[None]:
+    yield
+
+
 @dataclass
 class TakeJob:
     settings: Settings
@@ -91,6 +111,9 @@ class TakeJob:
     keys: KeyLayout
     owner: str
     notifier: Notifier | None = None
+    # Held while the take's worker runs: the service gives a follower up to make room
+    # for a take that has ended (``Service.worker_slot``).
+    worker_slot: Callable[[], AbstractAsyncContextManager[None]] = any_worker
 
     async def run(self, ref: TakeRef, force: bool = False) -> Outcome:
         """Claim and make the take now (``whisp process``, the sweep): no message waits.
@@ -101,7 +124,8 @@ class TakeJob:
     async def claim(self, ref: TakeRef, force: bool = False) -> Claim | Outcome:
         """Take the lease and write ``processing``, or say why not (see the module). The
         bucket is read under the lease: a take finished by another consumer a moment ago
-        is seen finished, never made again (unless ``force``)."""
+        is seen finished, never made again (unless ``force``). A take another consumer
+        follows is left to it while its follow lease is live (``consumer.follow``)."""
         _bind(ref, "claim")
         lease = Lease(
             self.storage, self.keys.lock_key(ref), self.owner, self.settings.lease_seconds
@@ -120,6 +144,10 @@ class TakeJob:
         lease.keep_renewed()
         claimed = False
         try:
+            follower = None if force else await self._followed_elsewhere(ref)
+            if follower is not None:
+                log.info("take followed by another consumer; left to it", owner=follower[0])
+                return Outcome("retry", f"followed by {follower[0]}", lease_wait_delay(follower[1]))
             seen = await look(self.storage, self.keys, ref)
             options = await read_marker(self.storage, seen.marker.key) if seen is not None else None
             if seen is None or options is None:
@@ -155,7 +183,16 @@ class TakeJob:
             if not claimed:
                 await lease.release()
 
-    async def work(self, claim: Claim) -> Outcome:
+    async def _followed_elsewhere(self, ref: TakeRef) -> tuple[str, float] | None:
+        """The owner of a live follow lease of another consumer, and its seconds left."""
+        found = await self.storage.get_bytes(self.keys.follow_key(ref), max_bytes=LOCK_MAX_BYTES)
+        if found is None:
+            return None
+        owner, expires = read_lock(found[0])
+        left = expires - time.time()
+        return (owner, left) if owner != self.owner and left > 0 else None
+
+    async def work(self, claim: Claim, following: Following | None = None) -> Outcome:
         """Make the claimed take; the lease is released at the end, whatever happens. An
         attempt that ends in neither ``done`` nor ``failed`` says why in the status
         (``last_error``) before the lease goes, so the status never shows a stage that
@@ -163,7 +200,7 @@ class TakeJob:
         _bind(claim.ref, "work")
         log.info("take started", attempt=claim.status.record.get("attempts"))
         try:
-            outcome = await claim.lease.hold(self._settled(claim))
+            outcome = await claim.lease.hold(self._settled(claim, following))
         except LeaseLost:
             log.warning("lease lost: the take's work stopped, its new owner finishes it")
             return Outcome("lost", "lease lost")
@@ -187,11 +224,11 @@ class TakeJob:
             await rebuild_and_announce(self.storage, self.keys, self.notifier, claim.ref)
         return outcome
 
-    async def _settled(self, claim: Claim) -> Outcome:
+    async def _settled(self, claim: Claim, following: Following | None) -> Outcome:
         """Every take error ends here, in one branch: retried while it may pass (chunks
         still arriving), else the take fails with the error's kind and message."""
         try:
-            return await self._make(claim)
+            return await self._make(claim, following)
         except MissingChunks as e:
             left = self._chunk_wait_left(claim.marker)
             if left > 0:
@@ -202,19 +239,27 @@ class TakeJob:
                 return await self._wait_for_setup(claim.status, e)
             return await self._fail(claim, e)
 
-    async def _make(self, claim: Claim) -> Outcome:
+    async def _make(self, claim: Claim, following: Following | None) -> Outcome:
         if isinstance(claim.options, BadMarker):
             raise claim.options
         options = claim.options
         missing = missing_in(claim.chunks, options, chunk_limit(self.settings))
         if missing:  # still missing when the claim was made: the wait is over
             raise MissingChunks(missing)
-        work = workdirs.new_folder(self.settings.work_dir, self.owner)
-        (work / "chunks").mkdir(parents=True)
-        (work / "out").mkdir()
+        take_options = pipeline_options(self.settings, claim.ref, options)
+        followed = None
+        if following is not None:
+            await claim.status.write("processing", "downloading")
+            followed = await following.hand_over(claim.chunks, take_options)
+        if followed is not None and following is not None:
+            work = following.folder
+        else:
+            work = workdirs.new_folder(self.settings.work_dir, self.owner)
+            (work / "chunks").mkdir(parents=True)
+        (work / "out").mkdir(exist_ok=True)
         keep = True
         try:
-            outcome = await self._produce(claim, options, work)
+            outcome = await self._produce(claim, take_options, work, followed)
             keep = False
             return outcome
         except TakeError as e:
@@ -228,22 +273,34 @@ class TakeJob:
             if claim.lease.lost.is_set() or (not keep and options.cleanup):
                 workdirs.remove(work)
 
-    async def _produce(self, claim: Claim, options: MarkerOptions, work: Path) -> Outcome:
+    async def _produce(
+        self,
+        claim: Claim,
+        take_options: TakeOptions,
+        work: Path,
+        followed: Awaitable[TakeResult] | None,
+    ) -> Outcome:
+        """Download the chunks, make the take in a worker and upload what it made; a take
+        followed while it was recorded has its chunks, and its worker, already."""
         status, lease = claim.status, claim.lease
         chunk_dir, out_dir = work / "chunks", work / "out"
-        await status.write("processing", "downloading")
-        for chunk in claim.chunks:
-            # chunk.name was checked by parse_chunk_name: safe as a file name.
-            await self.storage.download(chunk.key, chunk_dir / chunk.name)
+        if followed is None:
+            await status.write("processing", "downloading")
+            for chunk in claim.chunks:
+                # chunk.name was checked by parse_chunk_name: safe as a file name.
+                await self.storage.download(chunk.key, chunk_dir / chunk.name)
         await status.write("processing", "processing")
         started = time.monotonic()
         progress = work / "progress.json"
         reporter = asyncio.create_task(self._report(status, progress))
         try:
-            take_options = pipeline_options(self.settings, claim.ref, options)
-            result = await self.workers.run(
-                chunk_dir, out_dir, work / "tmp", take_options, progress
-            )
+            if followed is not None:
+                result = await followed
+            else:
+                async with self.worker_slot():
+                    result = await self.workers.run(
+                        chunk_dir, out_dir, work / "tmp", take_options, progress
+                    )
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -266,7 +323,16 @@ class TakeJob:
                 "size": path.stat().st_size,
             }
         summary = result.summary()
-        for name in ("duration", "video", "audio", "captions", "language", "engine", "model"):
+        for name in (
+            "duration",
+            "video",
+            "audio",
+            "captions",
+            "language",
+            "engine",
+            "model",
+            "followed",
+        ):
             status.record[name] = summary[name]
         status.record.update(cues=summary["cues"], warnings=summary["warnings"], error=None)
         await lease.renew()  # proves the lease is still ours just before the last write

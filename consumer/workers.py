@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -26,7 +27,8 @@ import structlog
 from consumer import logs
 from consumer.errors import WorkerCrashed
 from pipeline.avlog import capture_ffmpeg_messages
-from pipeline.process import TakeOptions, TakeResult, process_take
+from pipeline.live import follow_take
+from pipeline.process import Stage, TakeOptions, TakeResult, process_take
 
 log = structlog.get_logger(__name__)
 
@@ -56,17 +58,16 @@ class _Abandoned(Exception):
     """Raised in a worker whose take was given up by the service: its result is not wanted."""
 
 
-def _cancel_flag(progress: Path) -> Path:
+def cancel_flag(progress: Path) -> Path:
+    """The flag that tells a worker to give its take up (beside its progress file)."""
     return progress.with_name(progress.name + ".cancel")
 
 
-def _process(
-    chunk_dir: Path, out_dir: Path, work_dir: Path, options: TakeOptions, progress: Path
-) -> TakeResult:
-    """Runs in the worker: the pipeline, reporting its stage to a small local file."""
+def _reporter(progress: Path) -> Stage:
+    """A worker's ``on_stage``: logs each stage, writes the progress to ``progress`` (at
+    most once a second while encoding) and gives the take up when the service says so."""
     last = 0.0
-    logs.bind_process(**options.labels, user_id=options.user_id, stage="processing")
-    cancel = _cancel_flag(progress)
+    cancel = cancel_flag(progress)
 
     def on_stage(stage: str, fraction: float) -> None:
         nonlocal last
@@ -80,8 +81,32 @@ def _process(
                 raise _Abandoned(stage)
             progress.write_text(json.dumps({"stage": stage, "progress": round(fraction, 3)}))
 
+    return on_stage
+
+
+def _process(
+    chunk_dir: Path, out_dir: Path, work_dir: Path, options: TakeOptions, progress: Path
+) -> TakeResult:
+    """Runs in the worker: the pipeline, reporting its stage to a small local file."""
+    logs.bind_process(**options.labels, user_id=options.user_id, stage="processing")
     try:
-        return process_take(chunk_dir, out_dir, work_dir, options, on_stage)
+        return process_take(chunk_dir, out_dir, work_dir, options, _reporter(progress))
+    finally:
+        logs.clear_process()
+
+
+def _follow(work: Path, expected: TakeOptions, progress: Path) -> TakeResult:
+    """Runs in the worker: a take followed while it is recorded (``pipeline.live``), from
+    the chunks the service lands in ``work/chunks`` to its outputs in ``work/out``."""
+    logs.bind_process(**expected.labels, user_id=expected.user_id, stage="following")
+    cancel = cancel_flag(progress)
+
+    def check() -> None:
+        if cancel.exists():
+            raise _Abandoned("following")
+
+    try:
+        return follow_take(work, work / "out", expected, _reporter(progress), check)
     finally:
         logs.clear_process()
 
@@ -118,13 +143,23 @@ class WorkerPool:
     ) -> TakeResult:
         """The pipeline on one take in a worker; ``WorkerCrashed`` if the worker dies.
         Cancelled, it tells the worker to abandon the take and does not wait for it."""
+        return await self._in_worker(
+            progress, _process, chunk_dir, out_dir, work_dir, options, progress
+        )
+
+    async def follow(self, work: Path, expected: TakeOptions, progress: Path) -> TakeResult:
+        """A take followed while it is recorded, made in a worker (see ``_follow``): it
+        holds the worker until the take has ended and is made, or is given up."""
+        return await self._in_worker(progress, _follow, work, expected, progress)
+
+    async def _in_worker(
+        self, progress: Path, work: Callable[..., TakeResult], *args: Any
+    ) -> TakeResult:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._executor, _process, chunk_dir, out_dir, work_dir, options, progress
-            )
+            return await loop.run_in_executor(self._executor, work, *args)
         except asyncio.CancelledError:
-            _cancel_flag(progress).touch()
+            cancel_flag(progress).touch()
             raise
         except BrokenProcessPool:
             self._executor.shutdown(wait=False, cancel_futures=True)

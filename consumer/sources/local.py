@@ -1,6 +1,7 @@
-"""The embedded default: a local folder laid out like the bucket; markers that appear are
-the events. The folder is watched (watchfiles), and the reconcile sweep, always on for
-this source, is the poll that catches whatever the watch misses. Needs no account."""
+"""The embedded default: a local folder laid out like the bucket; markers and chunks that
+appear are the events (a chunk's wakes the take's follower, see ``consumer.follow``). The
+folder is watched (watchfiles), and the reconcile sweep, always on for this source, is the
+poll that catches whatever the watch misses. Needs no account."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import structlog
 from consumer.errors import SourceError
 from consumer.events import ObjectEvent
 from consumer.sources import Message, Source
+from pipeline.chunks import parse_chunk_name
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +40,10 @@ class LocalFolder(Source):
         try:
             async for changes in awatch(self.root, stop_event=self._stop, recursive=True):
                 for change, path in changes:
-                    if change != Change.deleted and Path(path).name == self.marker_name:
+                    name = Path(path).name
+                    if change != Change.deleted and (
+                        name == self.marker_name or parse_chunk_name(name) is not None
+                    ):
                         await self._events.put(path)
         except Exception as e:  # the sweep still finds every marker
             log.warning("folder watch stopped; relying on the sweep", error=str(e))

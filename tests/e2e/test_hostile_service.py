@@ -173,7 +173,8 @@ def test_a_consumer_killed_at_each_stage_leaves_its_take_to_the_other(
             return method == "GET" and name.startswith(("video_", "audio_"))
         return rule == "outputs" and method == "PUT" and name.startswith("final_")
 
-    common: dict[str, object] = {"LEASE_SECONDS": 3, "SWEEP_INTERVAL_SECONDS": 1}
+    # The whole-take path: a take followed while recorded has its own crash test.
+    common: dict[str, object] = {"LEASE_SECONDS": 3, "SWEEP_INTERVAL_SECONDS": 1, "FOLLOW_TAKES": 0}
     with S3Proxy(os.environ["WHISP_TEST_S3"], slow=slow, delay=3.0) as proxy:
         env_a = env_for(emulator, bucket, tmp_path / "wa", S3_ENDPOINT_URL=proxy.url, **common)
         env_b = env_for(emulator, bucket, tmp_path / "wb", **common)
