@@ -8,6 +8,8 @@
     python bench/run.py queue    [--messages 5000] non-marker acks per second, marker to done
     python bench/run.py delivery [--markers 20]   20 markers at once on two consumers: marker
                                                   to done, this tree vs the code before issue 10
+    python bench/run.py progressive [--minutes 10 60] [--pace 1]   a take recorded at pace:
+                                                  marker to done, followed vs made whole
     python bench/run.py all
 
 The FFmpeg CLI comes from the imageio-ffmpeg wheel (whisp itself needs no CLI).
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import io
 import json
 import os
@@ -562,11 +565,128 @@ def bench_delivery(markers: int) -> None:
             )
 
 
+def speech_take(minutes: float) -> Path:
+    """A 1280x720 VP8 take of ``minutes`` with real speech (tests/fixtures/speech-3min's,
+    looped), cut in 2 s chunks as Chromium's timeslice recorder cuts it. An hour is the
+    10-minute take played six times over (``looped``)."""
+    import numpy as np
+
+    from tests.support.speech import SPEECH_TAKE, engine_reads
+
+    def make(folder: Path) -> None:
+        speech = np.repeat(engine_reads(SPEECH_TAKE), 3)  # 16 kHz to the recorder's 48 kHz
+        samples = int(minutes * 60 * 48_000)
+        audio = np.tile(speech, samples // len(speech) + 1)[:samples].astype(np.float32)
+        make_take(
+            folder, duration=minutes * 60, size=(1280, 720), chunks=int(minutes * 30), audio=audio
+        )
+
+    if minutes > 10 and minutes % 10 == 0:
+        return looped(f"speech-720p-{minutes:g}min", speech_take(10), int(minutes // 10), 600)
+    return cached(f"speech-720p-{minutes:g}min", make)
+
+
+def replay(emulator: Any, bucket: str, folder: Path, prefix: str, pace: float | None) -> float:
+    """Upload the take's chunks with their notifications, as a browser records them: chunk
+    n of every kind at its end on the take's clock, divided by ``pace`` (None: all at
+    once), then the marker; the time the marker landed (time.monotonic())."""
+    from pipeline.chunks import parse_chunk_name
+    from tests.support.harness import put_marker, upload
+
+    names = {p.name: parse_chunk_name(p.name) for p in folder.iterdir()}
+    chunks = sorted((n for n, c in names.items() if c), key=lambda n: (names[n] or ("", 0))[::-1])
+    slice_seconds = 2.0  # speech_take's chunks
+    started = time.monotonic()
+    for name in chunks:
+        index = (names[name] or ("", 0))[1]
+        if pace is not None:
+            due = started + (index + 1) * slice_seconds / pace
+            time.sleep(max(0.0, due - time.monotonic()))
+        upload(bucket, folder, prefix, [name], emulator)
+    put_marker(bucket, prefix, {}, emulator)
+    return time.monotonic()
+
+
+def final_status(bucket: str, key: str) -> dict[str, Any] | None:
+    from tests.support.harness import status
+
+    found = status(bucket, key)
+    return found if found and found.get("state") in ("done", "failed") else None
+
+
+def bench_progressive(minutes: list[float], pace: float) -> None:
+    """Marker to done of a take whose chunks arrived at recording pace (followed while
+    recorded, issue 13) and of the same take arriving all at once (made whole), each by
+    ``whisp run`` on the Cloudflare queue emulator and an S3 server, in the same run."""
+    import logging
+
+    from tests.support.cfqueue import QueueEmulator
+    from tests.support.harness import QUEUE, env_for, wait_for, whisp
+    from tests.support.s3 import moto_server, s3
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    for length in minutes:
+        folder = speech_take(length)
+        results: dict[str, float] = {}
+        with moto_server(), QueueEmulator() as emulator:
+            bucket = f"progressive-{length:g}"
+            s3().create_bucket(Bucket=bucket)
+            emulator.create_queue(QUEUE, max_retries=100)
+            for path, follow, when in (("followed", 1, pace), ("whole", 0, None)):
+                prefix = f"recordings/bench/1/{path}/"
+                key = f"recordings/bench/1/status_{path}.json"
+                work = Path(tempfile.mkdtemp())
+                env = env_for(
+                    emulator,
+                    bucket,
+                    work,
+                    FOLLOW_TAKES=follow,
+                    LEASE_SECONDS=120,
+                    WHISPER_THREADS=0,
+                    LOG_LEVEL="INFO",
+                )
+                with whisp(env, work / "run.log") as w:
+                    wait_for(lambda: w.events("whisp started"), 120, "the start")
+                    landed = replay(emulator, bucket, folder, prefix, when)
+                    done = wait_for(functools.partial(final_status, bucket, key), 7200, path)
+                    results[path] = time.monotonic() - landed
+                    assert done["state"] == "done", done.get("error")
+                    assert bool(done.get("followed")) == bool(follow), done.get("followed")
+                    w.stop()
+                shutil.rmtree(work, ignore_errors=True)
+        followed, whole = results["followed"], results["whole"]
+        last_minute = whole / length  # the whole-take path's time per minute of media
+        print(
+            f"progressive {length:g} min 720p VP8 + speech, tiny.en captions, chunks at "
+            f"{pace:g}x recording pace: marker to done followed {followed:.1f} s "
+            f"(target <= 15 s + the last minute's time {last_minute:.1f} s = "
+            f"{15 + last_minute:.1f} s), whole-take path {whole:.1f} s; "
+            f"ratio whole/followed = {whole / followed:.1f}",
+            flush=True,
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument(
         "what",
-        choices=["video", "copy", "memory", "whisper", "speech", "queue", "delivery", "all"],
+        choices=[
+            "video",
+            "copy",
+            "memory",
+            "whisper",
+            "speech",
+            "queue",
+            "delivery",
+            "progressive",
+            "all",
+        ],
+    )
+    p.add_argument(
+        "--pace",
+        type=float,
+        default=1.0,
+        help="progressive: chunks arrive this many times faster than recorded (quick runs)",
     )
     p.add_argument("--minutes", type=float, nargs="*", default=None)
     p.add_argument("--messages", type=int, default=5000)
@@ -588,6 +708,8 @@ def main() -> None:
         bench_video(minutes[0] if minutes else 10)
     if args.what in ("memory", "all"):
         bench_memory(*(minutes if len(minutes) == 2 else [10, 60]))
+    if args.what in ("progressive", "all"):
+        bench_progressive(minutes or [10, 60], args.pace)
 
 
 if __name__ == "__main__":

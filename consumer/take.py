@@ -184,13 +184,19 @@ class TakeJob:
                 await lease.release()
 
     async def _followed_elsewhere(self, ref: TakeRef) -> tuple[str, float] | None:
-        """The owner of a live follow lease of another consumer, and its seconds left."""
-        found = await self.storage.get_bytes(self.keys.follow_key(ref), max_bytes=LOCK_MAX_BYTES)
+        """The owner of a live follow lease of another consumer, and its seconds left. A
+        stale one (its follower died) is removed: nobody else would."""
+        key = self.keys.follow_key(ref)
+        found = await self.storage.get_bytes(key, max_bytes=LOCK_MAX_BYTES)
         if found is None:
             return None
         owner, expires = read_lock(found[0])
         left = expires - time.time()
-        return (owner, left) if owner != self.owner and left > 0 else None
+        if left <= 0:
+            log.info("a stale follow lease removed", stale_owner=owner)
+            await self.storage.delete(key)
+            return None
+        return (owner, left) if owner != self.owner else None
 
     async def work(self, claim: Claim, following: Following | None = None) -> Outcome:
         """Make the claimed take; the lease is released at the end, whatever happens. An
