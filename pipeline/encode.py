@@ -111,8 +111,12 @@ def encode_take(
     work: Path,
     options: MediaOptions | None = None,
     progress: Progress | None = None,
+    copy_checked: bool = True,
 ) -> EncodedTake:
-    """First pass: the take's tracks joined, re-timed and encoded into ``work/encoded.ts``."""
+    """First pass: the take's tracks joined, re-timed and encoded into ``work/encoded.ts``.
+    An H.264 source is copied once ``copy_blocker`` has read it whole and found nothing
+    against it; a take still being recorded cannot be read whole first: it is copied
+    unchecked (``copy_checked=False``) and checked at its end (``pipeline.live``)."""
     options = options or MediaOptions()
     work.mkdir(parents=True, exist_ok=True)
     first, channel_layout = _probe_tracks(plan, options)
@@ -120,7 +124,10 @@ def encode_take(
         first is not None
         and first.codec in COPY_CODECS
         and plan.video is not None
-        and copy_blocker(plan.video, (first.width, first.height), options) is None
+        and (
+            not copy_checked
+            or copy_blocker(plan.video, (first.width, first.height), options) is None
+        )
     )
     reading = Reading()
     counted = [TrackBytes(track.kind, track.size) for track in plan.tracks]

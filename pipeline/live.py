@@ -38,6 +38,7 @@ from pipeline.chunks import (
     parse_chunk_name,
     plan_take,
 )
+from pipeline.copyable import copy_blocker
 from pipeline.encode import COPY_CODECS
 from pipeline.errors import TakeError
 from pipeline.probe import debris, probe, without_debris
@@ -255,6 +256,19 @@ def _debris(chunk: Chunk) -> bool:
         return False  # it held media and cannot be read: the first pass says so
 
 
+def _check_copy(live: LiveTake, options: TakeOptions) -> None:
+    """An H.264 source was copied unread (``encode_take``'s ``copy_checked``); read whole
+    now, it must show what the whole-take path would have copied too."""
+    ended = live.wait_ended()
+    if ended.plan is None or ended.plan.video is None:
+        return
+    first = probe(ended.plan.video.first.path)
+    if first.codec in COPY_CODECS:
+        blocker = copy_blocker(ended.plan.video, (first.width, first.height), options.media)
+        if blocker is not None:
+            raise Diverged(f"the H.264 video was copied, but {blocker}")
+
+
 def follow_take(
     work: Path,
     out_dir: Path,
@@ -276,13 +290,12 @@ def follow_take(
             raise Diverged("the take's media options are not those it was followed with")
         if not live.consistent():
             raise Diverged("the finished take's tracks are not those followed")
+        _check_copy(live, options)
         return options
 
     try:
         plan = live.plan()
         if plan is not None:
-            if plan.video is not None and probe(plan.video.first.path).codec in COPY_CODECS:
-                raise Diverged("an H.264 source is copied, which needs the whole take")
             started = time.monotonic()
             result = make_take(plan, out_dir, work / "live", expected, stage, ended)
             # The first pass ran while the take was recorded: what counts is what was

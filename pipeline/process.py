@@ -170,7 +170,13 @@ def make_take(
 
     media_options = MediaOptions(**{**asdict(options.media), "speech": options.transcribe})
     stage("encode")
-    encoded = encode_take(plan, work_dir, media_options, progress=lambda f: stage("encode", f))
+    encoded = encode_take(
+        plan,
+        work_dir,
+        media_options,
+        progress=lambda f: stage("encode", f),
+        copy_checked=ended is None,  # a take still being recorded is checked at its end
+    )
     if ended is not None:
         options = ended()
     lap("encode")

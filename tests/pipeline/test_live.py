@@ -22,7 +22,7 @@ from pipeline.errors import CorruptMedia
 from pipeline.live import LiveTake, follow_take, write_final
 from pipeline.options import MediaOptions
 from pipeline.process import TakeOptions, TakeResult, process_take
-from tests.support.takes import add_header_only_chunk, make_take
+from tests.support.takes import add_header_only_chunk, make_resized_take, make_take
 
 OPTIONS = TakeOptions(user_id="u", media=MediaOptions(preset="ultrafast"), threads=1)
 
@@ -94,6 +94,27 @@ def test_a_restarted_take_skips_its_header_only_last_chunk_as_the_whole_path_doe
     assert any("header only" in w for w in whole.warnings)
     assert_same_outputs(followed, whole)
     assert not (tmp_path / "follow" / "whole").exists()
+
+
+def test_an_h264_take_is_copied_while_followed(tmp_path: Path) -> None:
+    """Chromium's H.264 recording, split: copied as it lands, checked at its end."""
+    spec = make_take(tmp_path / "take", duration=4.0, chunks=4, video_codec="h264")
+    whole = process_take(spec.folder, tmp_path / "whole-out", tmp_path / "whole", OPTIONS)
+    followed = follow(spec.folder, tmp_path)
+    assert whole.video is not None and whole.video["copied"]
+    assert_same_outputs(followed, whole)
+    assert not (tmp_path / "follow" / "whole").exists()
+
+
+def test_an_h264_take_that_changes_size_is_made_whole(tmp_path: Path) -> None:
+    """Copied unchecked while followed, its size change is found at its end: the take is
+    made whole, which encodes it (a copy would keep the first size's header)."""
+    spec = make_resized_take(tmp_path / "take", video_codec="h264")
+    whole = process_take(spec.folder, tmp_path / "whole-out", tmp_path / "whole", OPTIONS)
+    followed = follow(spec.folder, tmp_path)
+    assert whole.video is not None and not whole.video["copied"]
+    assert_same_outputs(followed, whole)
+    assert (tmp_path / "follow" / "whole").exists()
 
 
 def test_a_take_that_changes_shape_after_following_began_is_made_whole(tmp_path: Path) -> None:
