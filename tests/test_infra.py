@@ -197,6 +197,11 @@ def test_cloudflare_setup_script_runs_wrangler_as_documented(tmp_path: Path) -> 
         "--dead-letter-queue whisp-dead --visibility-timeout-secs 900 --retry-delay-secs 30",
         "r2 bucket notification create rec --event-types object-create --queue whisp-events "
         "--prefix recordings/ --suffix done.json",
+        *(
+            "r2 bucket notification create rec --event-types object-create --queue whisp-events "
+            f"--prefix recordings/ --suffix {suffix}"
+            for suffix in ("_0.webm", "_1.webm", "_0.mkv", "_1.mkv")
+        ),
         "queues info whisp-events",
     ]
     assert "Queues Read and Queues Write" in result.stdout

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Cloudflare set-up for whisp, with wrangler: the queue R2 notifies, its dead-letter
-# queue, the HTTP pull consumer whisp reads it with, and the bucket's notification rule
-# for markers. Run it once per bucket (wrangler login, or CLOUDFLARE_API_TOKEN set).
+# queue, the HTTP pull consumer whisp reads it with, and the bucket's notification rules
+# for markers and first chunks. Run it once per bucket (wrangler login, or
+# CLOUDFLARE_API_TOKEN set).
 #
 #   BUCKET=recordings-bucket infra/cloudflare/setup.sh
 #   DRY_RUN=1 BUCKET=recordings-bucket infra/cloudflare/setup.sh    # print, run nothing
 #
 # Everything else has a default; set any of these to change it:
 #   QUEUE=whisp-events DEAD_LETTER=whisp-dead PREFIX=recordings/ MARKER=done.json
+#   FIRST_CHUNKS="_0.webm _1.webm _0.mkv _1.mkv"   (empty: takes are not followed by events)
 #   BATCH_SIZE=10 MESSAGE_RETRIES=5 VISIBILITY_TIMEOUT_SECS=900 RETRY_DELAY_SECS=30
 #   WRANGLER="npx --yes wrangler"   (default: wrangler on the PATH)
 # The visibility timeout must cover the longest take (a pull consumer cannot extend it):
@@ -19,6 +21,7 @@ QUEUE="${QUEUE:-whisp-events}"
 DEAD_LETTER="${DEAD_LETTER:-whisp-dead}"
 PREFIX="${PREFIX:-recordings/}"
 MARKER="${MARKER:-done.json}"
+FIRST_CHUNKS="${FIRST_CHUNKS-_0.webm _1.webm _0.mkv _1.mkv}"
 BATCH_SIZE="${BATCH_SIZE:-10}"
 MESSAGE_RETRIES="${MESSAGE_RETRIES:-5}"
 VISIBILITY_TIMEOUT_SECS="${VISIBILITY_TIMEOUT_SECS:-900}"
@@ -67,12 +70,22 @@ run queues consumer http add "$QUEUE" \
     --visibility-timeout-secs "$VISIBILITY_TIMEOUT_SECS" \
     --retry-delay-secs "$RETRY_DELAY_SECS"
 
-# Only markers are events: chunks make no messages, and the sweep covers a lost one.
+# Markers are the events that end a take; the sweep covers a lost one.
 run r2 bucket notification create "$BUCKET" \
     --event-types object-create \
     --queue "$QUEUE" \
     --prefix "$PREFIX" \
     --suffix "$MARKER"
+
+# A take's first chunks start a follower (FOLLOW_TAKES): one message or two per take, not
+# one per chunk. R2 refuses overlapping rules: disjoint suffixes, one rule each.
+for suffix in $FIRST_CHUNKS; do
+    run r2 bucket notification create "$BUCKET" \
+        --event-types object-create \
+        --queue "$QUEUE" \
+        --prefix "$PREFIX" \
+        --suffix "$suffix"
+done
 
 echo
 run queues info "$QUEUE"

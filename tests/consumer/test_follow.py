@@ -181,3 +181,34 @@ async def test_a_marker_heard_by_another_consumer_is_left_to_the_follower(
         assert second.takes_handled == 0
     assert made["state"] == "done" and made["followed"] is True
     assert made["owner"] == first.owner and made["attempts"] == 1
+
+
+async def test_the_sweep_follows_a_take_whose_chunk_events_were_lost(
+    emulator: QueueEmulator, bucket: str, tmp_path: Path
+) -> None:
+    """Chunks with no notification (a bucket with the marker rule only): the sweep finds a
+    take with chunks and no marker, recorded a moment ago, and follows it; a take whose
+    last chunk is older than CHUNK_WAIT_SECONDS is abandoned, not followed."""
+    emulator.create_queue(QUEUE)
+    ref, old = TakeRef("m", "6", "u"), TakeRef("m", "6", "gone")
+    spec = make_take(tmp_path / "take", duration=3.0, chunks=3)
+    upload(bucket, spec.folder, KEYS.take_prefix(old))
+    await asyncio.sleep(3.5)
+    upload(bucket, spec.folder, KEYS.take_prefix(ref))
+    settings = cloudflare_settings(
+        emulator,
+        bucket,
+        tmp_path / "work",
+        concurrency=2,
+        chunk_wait_seconds=3,
+        follow_poll_seconds=0.2,
+        sweep_interval_seconds=0.5,
+    )
+    async with running(settings) as service:
+        follower = await until(lambda: service.followers.get(ref), 10, "the take followed")
+        assert old not in service.followers
+        progress = follower.folder / "progress.json"
+        await until(progress.exists, 20, "its first pass reading the chunks")
+        put_marker(bucket, KEYS.take_prefix(ref), {"skip_transcription": True}, emulator)
+        made = await until(lambda: final(bucket, ref), 60, "the take")
+    assert made["state"] == "done" and made["followed"] is True
