@@ -106,9 +106,9 @@ class Follower:
         except LeaseHeld as e:
             raise GaveUp(f"followed by {e.owner}") from None
         lease.keep_renewed()
-        self.chunks.mkdir(parents=True)
         metrics.FOLLOWING.inc()
         try:
+            self.chunks.mkdir(parents=True)
             yield lease
         finally:
             metrics.FOLLOWING.dec()
