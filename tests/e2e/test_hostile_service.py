@@ -29,6 +29,7 @@ from tests.support.cfqueue import TOKEN, QueueEmulator
 from tests.support.harness import (
     QUEUE,
     env_for,
+    locks,
     put_marker,
     status,
     upload,
@@ -79,11 +80,6 @@ class Receiver:
 
 def record(bucket: str, ref: TakeRef) -> dict[str, Any]:
     return status(bucket, KEYS.status_key(ref)) or {}
-
-
-def locks(bucket: str) -> list[str]:
-    listed = s3().list_objects_v2(Bucket=bucket).get("Contents", [])
-    return [o["Key"] for o in listed if o["Key"].endswith("/.lock")]
 
 
 def test_faults_everywhere_and_no_secret_anywhere(
