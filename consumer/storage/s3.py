@@ -182,6 +182,7 @@ class S3Storage(Storage):
                     ContentType=content_type,
                 )
                 return
+            await self._abort_unfinished(s3, key)
             upload = await s3.create_multipart_upload(
                 Bucket=self.bucket, Key=key, ContentType=content_type
             )
@@ -223,6 +224,21 @@ class S3Storage(Storage):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+
+    async def _abort_unfinished(self, s3: Any, key: str) -> None:
+        """Abort the unfinished multipart uploads of ``key`` before starting another. An
+        upload's own abort fails when the bucket is gone (which is why the upload failed),
+        and the store keeps its parts, unlisted and billed, until they are aborted. Only
+        the lease holder uploads a take's outputs, so an unfinished upload of one is an
+        earlier attempt's (or a lost owner's, which must not complete anyway). A store
+        that refuses the listing leaves them to its own expiry (R2: 7 days)."""
+        with contextlib.suppress(ClientError):
+            found = await s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            for upload in found.get("Uploads", []):
+                if upload["Key"] == key:
+                    await s3.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
+                    )
 
 
 def _read_part(path: Path, offset: int) -> bytes:

@@ -14,7 +14,7 @@ from consumer.errors import InvalidKey, PreconditionFailed, StorageError, disk_f
 from consumer.storage import Storage
 from consumer.storage.local import LocalStorage
 from tests.support.s3 import s3, s3_storage
-from tests.support.s3proxy import S3Proxy
+from tests.support.s3proxy import Outage, S3Proxy
 
 
 async def test_conditional_put_creates_once_and_replaces_only_its_version(storage: Storage) -> None:
@@ -123,3 +123,34 @@ async def test_a_write_the_local_store_refuses_is_a_storage_error(tmp_path: Path
     assert str(tmp_path) not in str(raised.value)
     with pytest.raises(StorageError, match=r"^r/m/t/u/status_u\.json: "):
         await storage.put_bytes("r/m/t/u/status_u.json", b"{}")
+
+
+async def test_a_multipart_upload_cut_by_an_outage_leaves_no_unfinished_upload(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bucket goes away inside a multipart upload (real HTTP, moto behind the fault
+    proxy): the upload fails, and so does its abort, leaving an unfinished upload that
+    the store keeps (and bills) unseen. The next upload of the key, once the bucket is
+    back, aborts it: the object is whole and no multipart upload is left open."""
+    import consumer.storage.s3 as module
+
+    monkeypatch.setattr(module, "MULTIPART_THRESHOLD", 6 * 1024 * 1024)
+    monkeypatch.setattr(module, "PART_SIZE", 5 * 1024 * 1024)
+    data = bytes(range(256)) * (48 * 1024)  # 12 MiB: three parts
+    path = tmp_path / "big.wav"
+    path.write_bytes(data)
+    key = "r/m/t/final_audio_u.wav"
+    first_part = Outage(lambda method, p, _: method == "PUT" and p.endswith(key), mode="reset")
+    client = s3()
+    with S3Proxy(os.environ["WHISP_TEST_S3"], chaos=first_part) as proxy:
+        storage = s3_storage(bucket, proxy.url)
+        with pytest.raises(StorageError):
+            await storage.upload(path, key, "audio/wav")
+        assert ("DELETE", f"/{bucket}/{key}") in first_part.failed  # the abort failed too
+        assert len(client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
+        first_part.end()
+        await storage.upload(path, key, "audio/wav")
+        await storage.close()
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    got = client.get_object(Bucket=bucket, Key=key)
+    assert got["Body"].read() == data and "-3" in got["ETag"]
