@@ -1,17 +1,21 @@
-"""``whisp run`` when the machine gives way (issue 11, "disk full in the work folder:
-retried, nothing half-written reported ``done``"): real subprocesses, a real file-size
-limit.
+"""``whisp run`` when the machine or the bucket gives way (issue 11, "disk full in the
+work folder and a bucket that dies mid-upload: retried, nothing half-written reported
+``done``"): real subprocesses, a real file-size limit, the bucket behind the fault proxy.
 
 - A full WORK_DIR: the service runs under ``RLIMIT_FSIZE`` (writes past it fail with
   EFBIG, as on a full disk; CPython ignores SIGXFSZ). One take's chunk is over the limit
   (its download fails, in the service), another's outputs are (the encode fails, in the
   worker). Both wait ``processing`` with ``last_error`` ``disk_full``; the limit is
   lifted on the running processes, and the sweep makes each take once.
+- A bucket gone mid-upload: every request fails from the second output's upload on, for
+  some seconds. The status never says ``done`` while an output is missing; once the
+  bucket is back, the lease and the sweep make the take, every output whole.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,8 @@ from tests.support.harness import (
 from tests.support.mediaprobe import duration
 from tests.support.paths import FIXTURE
 from tests.support.s3 import s3
+from tests.support.s3proxy import Outage, S3Proxy
+from tests.support.takes import make_take
 
 pytestmark = pytest.mark.slow
 KEYS = KeyLayout()
@@ -154,3 +160,68 @@ def test_a_full_work_folder_is_retried_and_the_take_made_once_space_is_back(
         assert abs(duration(video) - done["duration"]) < 0.1 and done["duration"] > 14
     # The refused attempts' partial files were removed at once: they held the room.
     assert list(work.iterdir()) == []
+
+
+# Longer than the lease (4 s): the first attempt ends by a lost lease, if its failed
+# upload has not ended it first.
+OUTAGE_SECONDS = 6.0
+
+
+def test_a_bucket_gone_mid_upload_never_shows_a_partial_take_done(
+    emulator: QueueEmulator, bucket: str, tmp_path: Path
+) -> None:
+    emulator.create_queue(QUEUE, max_retries=5)
+    ref = TakeRef("outage", "1", "u")
+    spec = make_take(tmp_path / "take", duration=3.0, chunks=2)
+    upload(versioned(bucket), tmp_path / "take", KEYS.take_prefix(ref))
+    keys = KEYS.output_keys(ref, "wav")
+    # The video goes up first, then the audio: the bucket goes away as the audio begins.
+    outage = Outage(
+        lambda method, path, _: method == "PUT" and path.endswith("/" + keys["audio"]),
+        seconds=OUTAGE_SECONDS,
+    )
+    with S3Proxy(os.environ["WHISP_TEST_S3"], chaos=outage) as proxy:
+        env = env_for(
+            emulator,
+            bucket,
+            tmp_path / "work",
+            S3_ENDPOINT_URL=proxy.url,
+            LEASE_SECONDS=4,
+            SWEEP_INTERVAL_SECONDS=1,
+        )
+        with whisp(env, tmp_path / "run.log") as w:
+            wait_for(lambda: w.owner, 30, "whisp up")
+            put_marker(bucket, KEYS.take_prefix(ref), {"skip_transcription": True}, emulator)
+            wait_for(lambda: outage.began, 60, "the bucket gone as the audio goes up")
+            # Read past the proxy, as a client of the bucket would meanwhile.
+            during = record(bucket, ref)
+            assert (during["state"], during["stage"]) == ("processing", "uploading")
+            assert outputs_in_bucket(bucket, ref) == [keys["video"]]  # the audio is missing
+            wait_for(lambda: outage.over, 30, "the bucket back")
+            wait_for(lambda: record(bucket, ref).get("state") == "done", 60, "made after it")
+            wait_for(lambda: not locks(bucket), 20, "the lock released")
+            assert w.stop() == 0
+    assert outage.failed[0] == ("PUT", f"/{bucket}/{keys['audio']}")
+    assert len(outage.failed) > 4  # retries, renewals, the sweep's listings
+    done = record(bucket, ref)
+    assert done["attempts"] == 2 and len(w.events("take done")) == 1
+    for role, made in done["outputs"].items():
+        head = s3().head_object(Bucket=bucket, Key=made["key"])
+        assert head["ContentLength"] == made["size"], role
+    video = tmp_path / "final.mp4"
+    video.write_bytes(s3().get_object(Bucket=bucket, Key=keys["video"])["Body"].read())
+    assert abs(duration(video) - spec.duration) < 0.1
+    # Of every version the status record had, only the last says done.
+    client: Any = s3()
+    versions = client.list_object_versions(Bucket=bucket, Prefix=KEYS.status_key(ref))
+    states = {
+        v["VersionId"]: json.loads(
+            client.get_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])["Body"].read()
+        )["state"]
+        for v in versions["Versions"]
+    }
+    latest = next(v["VersionId"] for v in versions["Versions"] if v["IsLatest"])
+    assert list(states.values()).count("done") == 1 and states[latest] == "done", states
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    ended = [e for e in ("lease lost", "attempt not recorded") if w.events(e)]
+    print("outage: failed", len(outage.failed), "requests; attempt 1:", ended)
