@@ -39,6 +39,8 @@ Rule = Callable[[str, str, dict[str, str]], bool]
 # Chaos: what becomes of a request (None: passed on as it is). "503", "500": an error
 # answer; "429": SlowDown; "reset": the connection dropped unanswered; "after-commit": passed
 # on, then answered 500 (the write happened, the client was told it failed); "slow": late.
+# Not among the random ones: "answered-late", passed on at once and answered after the
+# delay (the write done, its answer on its way).
 CHAOS_MODES = ("503", "500", "429", "reset", "after-commit", "slow")
 Chaos = Callable[[str, str, dict[str, str]], str | None]
 
@@ -174,6 +176,8 @@ class S3Proxy:
             out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
             if mode == "after-commit":
                 return _error(500)
+            if mode == "answered-late":
+                await asyncio.sleep(self.delay or 1.0)
             return web.Response(status=answer.status, body=data, headers=out)
 
     def _app(self) -> web.Application:
