@@ -19,11 +19,27 @@ Callers catch a branch, not a list (as dramatiq's ``errors.py`` lays them out)::
 
 A take error ends in the take's status record; the others decide what happens to the
 message (retry, acknowledge) and never describe the take.
+
+A full disk is in neither tree: the OS raises it as an ``OSError`` (PyAV's
+``av.error.OSError`` too), here (a chunk's download) or in a worker process (the encode,
+the mux), whose exception arrives here as it was raised. ``disk_full`` tells it apart.
 """
 
 from __future__ import annotations
 
+import errno
+
 from pipeline.errors import TakeError
+
+# A write refused for want of room: no space left (ENOSPC), a quota (EDQUOT), a file-size
+# limit (EFBIG, RLIMIT_FSIZE). No network error carries these numbers.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether ``error`` is a local write refused for want of room: this machine's passing
+    fault, never the take's (a take that does not fit now fits once space is freed)."""
+    return isinstance(error, OSError) and error.errno in DISK_FULL
 
 
 class WhispError(Exception):

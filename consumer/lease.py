@@ -33,6 +33,8 @@ T = TypeVar("T")
 # Renewed three times per lease length: two renewals may fail before it is lost.
 RENEWALS_PER_LEASE = 3
 LOCK_MAX_BYTES = 4096
+# How long a release waits for a renewal in flight to be answered (milliseconds, as a rule).
+RENEWAL_FINISH_SECONDS = 5.0
 
 
 def read_lock(data: bytes) -> tuple[str, float]:
@@ -61,6 +63,7 @@ class Lease:
         self.etag: str | None = None
         self.expires = 0.0
         self.lost = asyncio.Event()
+        self._released = asyncio.Event()  # set by ``release``: the renewals end
         self._renewer: asyncio.Task[None] | None = None
         self._renewing = asyncio.Lock()  # one renewal at a time: each needs the last's ETag
 
@@ -134,7 +137,10 @@ class Lease:
 
         async def loop() -> None:
             while not self.lost.is_set():
-                await asyncio.sleep(self.seconds / RENEWALS_PER_LEASE)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), self.seconds / RENEWALS_PER_LEASE)
+                if self._released.is_set():
+                    return
                 try:
                     await asyncio.wait_for(self.renew(), max(0.0, self.expires - self.clock()))
                 except LeaseLost:
@@ -154,8 +160,16 @@ class Lease:
             raise LeaseLost(self.key) from None
 
     async def release(self) -> None:
-        """Stop renewing and delete the lock if it is still ours (a lost one is left)."""
+        """Stop renewing and delete the lock if it is still ours (a lost one is left).
+
+        The renewals are told to end, and one in flight is let finish: cancelled, its
+        write may still land, leaving the lock an ETag this lease never saw, so the lock
+        was not deleted and, its take final, stayed for ever (the sweep skips final
+        takes). One still unanswered after ``RENEWAL_FINISH_SECONDS`` (the store is not
+        answering: nor will the delete) is cancelled, as the drain is waiting."""
+        self._released.set()  # at once: whatever happens to this call, renewals end
         if self._renewer is not None:
+            await asyncio.wait({self._renewer}, timeout=RENEWAL_FINISH_SECONDS)
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer

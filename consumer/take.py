@@ -35,6 +35,7 @@ from consumer.errors import (
     LeaseHeld,
     LeaseLost,
     StorageError,
+    disk_full,
 )
 from consumer.keys import KeyLayout, TakeRef
 from consumer.lease import LOCK_MAX_BYTES, Lease, read_lock
@@ -52,13 +53,14 @@ from consumer.status import WAITING_FOR_CHUNKS, StatusRecord, look
 from consumer.storage import ObjectInfo, Storage, content_type
 from consumer.webhook import Notifier
 from consumer.workers import WorkerPool, read_progress
-from pipeline.errors import ChunkRange, MissingChunks, TakeError
+from pipeline.errors import ChunkRange, MissingChunks, TakeError, reason
 from pipeline.process import TakeOptions, TakeResult
 
 log = structlog.get_logger(__name__)
 
 # How long an ended attempt's last status write may take (the drain is waiting on it).
 ATTEMPT_WRITE_SECONDS = 5.0
+NO_ROOM = "the work folder is full; will retry"
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,9 @@ class TakeJob:
         except asyncio.CancelledError:  # the drain ran out: another consumer may go on now
             await self._attempt_ended(claim, "interrupted", "the consumer stopped", 0.0)
             raise
-        except Exception as e:  # a passing failure (the store) or a bug, after the claim
+        except Exception as e:  # a passing failure (the store, the disk) or a bug, after the claim
+            if disk_full(e):
+                return await self._wait_for_room(claim, e)
             unexpected = not isinstance(e, StorageError)
             delay = take_retry_delay(
                 int(claim.status.record.get("attempts", 1)),
@@ -270,6 +274,10 @@ class TakeJob:
             return outcome
         except TakeError as e:
             keep = e.retryable
+            raise
+        except OSError as e:
+            if disk_full(e):  # its partial files hold the room the next attempt needs
+                workdirs.remove(work)
             raise
         finally:
             # Local files stay until every upload succeeded (or the take failed for good):
@@ -383,6 +391,20 @@ class TakeJob:
         attempts = int(status.record.get("attempts", 1))
         delay = take_retry_delay(attempts, self.settings.retry_delay_seconds)
         return Outcome("retry", str(error), delay=delay)
+
+    async def _wait_for_room(self, claim: Claim, error: BaseException) -> Outcome:
+        """A full WORK_DIR (no space, a quota, a file-size limit) is this machine's passing
+        fault, never the take's: like the store's, the attempt is recorded (``last_error``,
+        ``next_try_at``) with a backoff, so a disk that stays full is not filled again
+        every sweep, and the sweep takes the take up again. The error names the setting,
+        never this machine's path; its partial files are gone already (``_make``)."""
+        message = f"no room to write in WORK_DIR: {reason(error)}"
+        attempts = int(claim.status.record.get("attempts", 1))
+        delay = take_retry_delay(attempts, self.settings.retry_delay_seconds)
+        during = claim.status.record.get("stage")  # downloading, or processing (a worker)
+        log.error(NO_ROOM, error_kind="disk_full", error=message, during=during)
+        await self._attempt_ended(claim, "disk_full", message, delay)
+        return Outcome("retry", message, delay=delay)
 
     async def _fail(self, claim: Claim, error: TakeError) -> Outcome:
         # A client's bad marker is the client's problem, not the service's: a warning.

@@ -3,7 +3,8 @@
 ETags are MD5s of the content, as S3's are for single-part uploads; listings tag each
 object with its modification time and size instead (reading every chunk to hash it would
 cost more than the listing). Conditional writes are a compare-and-swap under an ``flock``,
-so consumers on one machine agree.
+so consumers on one machine agree. A write the folder refuses (a full disk) is the store's
+``StorageError``, as a bucket's would be: the take job tells it from a full WORK_DIR.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import fcntl
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from consumer.errors import InvalidKey, ObjectTooLarge, PreconditionFailed
+from consumer.errors import InvalidKey, ObjectTooLarge, PreconditionFailed, StorageError
 from consumer.storage.base import ObjectInfo, Storage
 
 
@@ -75,16 +77,27 @@ class LocalStorage(Storage):
         if_match: str | None = None,
     ) -> str:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._locked(path):
-            if if_none_match and path.exists():
-                raise PreconditionFailed(f"{key}: exists")
-            if if_match is not None:
-                current = await self.get_bytes(key)
-                if current is None or current[1] != if_match:
-                    raise PreconditionFailed(f"{key}: changed")
-            self._write(path, data)
+        with self._refused(key):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._locked(path):
+                if if_none_match and path.exists():
+                    raise PreconditionFailed(f"{key}: exists")
+                if if_match is not None:
+                    current = await self.get_bytes(key)
+                    if current is None or current[1] != if_match:
+                        raise PreconditionFailed(f"{key}: changed")
+                self._write(path, data)
         return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _refused(key: str) -> Iterator[None]:
+        """A write of the folder's that fails is the store's failure (``StorageError``),
+        named by key: never this machine's path, never taken for WORK_DIR's."""
+        try:
+            yield
+        except OSError as e:
+            raise StorageError(f"{key}: {e.strerror or type(e).__name__}") from e
 
     @contextlib.contextmanager
     def _locked(self, path: Path) -> Any:
@@ -113,7 +126,8 @@ class LocalStorage(Storage):
 
     async def upload(self, path: Path, key: str, content_type: str) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
-        await asyncio.to_thread(shutil.copyfile, path, tmp)
-        tmp.replace(target)
+        with self._refused(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(shutil.copyfile, path, tmp)
+            tmp.replace(target)

@@ -4,6 +4,9 @@ botocore 1.36 and later add checksums by default that R2 has rejected, so checks
 computed and validated only when required. Listing is paginated; conditional writes map
 HTTP 412 (and R2's 409 ``ConditionalRequestConflict``) to ``PreconditionFailed``; files
 over ``MULTIPART_THRESHOLD`` go up in parts, several at once.
+
+Every failure of the store is a ``StorageError``, the network's ``OSError``s included; a
+failure of this machine's own files is not (see ``download``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ PART_SIZE = 16 * 1024 * 1024
 # Parts in flight at once: a large MP4 goes up at the pace of several connections (the
 # client's pool has 16), with at most this many parts read into memory.
 PARALLEL_PARTS = 4
+DOWNLOAD_CHUNK = 1024 * 1024
 
 
 def _etag(value: str) -> str:
@@ -152,13 +156,19 @@ class S3Storage(Storage):
             await s3.delete_object(Bucket=self.bucket, Key=key)
 
     async def download(self, key: str, path: Path) -> None:
+        """Only reading the store is inside ``_errors``: the local file's errors (a full
+        disk) are this machine's, not the store's, and leave as the ``OSError`` they are."""
         s3 = await self._s3()
         async with self._errors(key):
             response = await s3.get_object(Bucket=self.bucket, Key=key)
+        async with response["Body"] as body:
             with path.open("wb") as f:
-                async with response["Body"] as body:
-                    async for chunk in body.iter_chunks(1024 * 1024):
-                        f.write(chunk)
+                while True:
+                    async with self._errors(key):
+                        data = await body.read(DOWNLOAD_CHUNK)
+                    if not data:
+                        return
+                    f.write(data)
 
     async def upload(self, path: Path, key: str, content_type: str) -> None:
         s3 = await self._s3()
@@ -172,6 +182,7 @@ class S3Storage(Storage):
                     ContentType=content_type,
                 )
                 return
+            await self._abort_unfinished(s3, key)
             upload = await s3.create_multipart_upload(
                 Bucket=self.bucket, Key=key, ContentType=content_type
             )
@@ -213,6 +224,21 @@ class S3Storage(Storage):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+
+    async def _abort_unfinished(self, s3: Any, key: str) -> None:
+        """Abort the unfinished multipart uploads of ``key`` before starting another. An
+        upload's own abort fails when the bucket is gone (which is why the upload failed),
+        and the store keeps its parts, unlisted and billed, until they are aborted. Only
+        the lease holder uploads a take's outputs, so an unfinished upload of one is an
+        earlier attempt's (or a lost owner's, which must not complete anyway). A store
+        that refuses the listing leaves them to its own expiry (R2: 7 days)."""
+        with contextlib.suppress(ClientError):
+            found = await s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            for upload in found.get("Uploads", []):
+                if upload["Key"] == key:
+                    await s3.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
+                    )
 
 
 def _read_part(path: Path, offset: int) -> bytes:

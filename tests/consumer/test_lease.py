@@ -13,7 +13,8 @@ import pytest
 from consumer.errors import LeaseHeld, LeaseLost
 from consumer.lease import Lease
 from consumer.storage import Storage
-from tests.support.s3 import s3_storage
+from tests.support.inprocess import until
+from tests.support.s3 import s3, s3_storage
 from tests.support.s3proxy import S3Proxy, renewals_of_locks
 
 
@@ -103,3 +104,23 @@ async def test_renewals_failing_until_expiry_lose_the_lease_and_stop_its_work(
         assert len(proxy.requests("PUT", "/t/.lock")) >= 2  # acquired, then renewals tried
         await lease.release()
         await storage.close()
+
+
+async def test_a_release_while_a_renewal_is_in_flight_leaves_no_lock(bucket: str) -> None:
+    """Found by the crash matrix: now and then a take was done and its ``.lock`` stayed for
+    ever (the sweep skips final takes). The release cancelled a renewal whose write had
+    reached the store, its answer not yet back: the lock's ETag was one the lease never
+    saw, so the release did not delete it. A release lets a renewal in flight finish."""
+
+    def late(method: str, path: str, headers: dict[str, str]) -> str | None:
+        return "answered-late" if renewals_of_locks(method, path, headers) else None
+
+    with S3Proxy(os.environ["WHISP_TEST_S3"], chaos=late, delay=1.0) as proxy:
+        storage = s3_storage(bucket, proxy.url)
+        lease = Lease(storage, "t/.lock", "me", 3)  # renewed every second
+        await lease.acquire()
+        lease.keep_renewed()
+        await until(lambda: proxy.injected.get("answered-late"), 5, "a renewal on its way")
+        await lease.release()
+        await storage.close()
+    assert s3().list_objects_v2(Bucket=bucket, Prefix="t/")["KeyCount"] == 0

@@ -6,14 +6,15 @@ emulator injecting its own faults, real SIGKILLs.
   resets, drops answers after the write and delays 15% of the bucket's requests, and a
   queue that answers 429 and 5xx: every take done once, no lock left; no secret in any
   log line, status record, webhook body or ``whisp doctor`` line.
-- Crash matrix: one consumer SIGKILLed at each stage of a take; the other's sweep
-  finishes it: done once, no lock left.
+- Crash matrix: one consumer SIGKILLed at each stage of a take (download, encode,
+  transcription, upload); the other's sweep finishes it: done once, no lock left.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +29,9 @@ from consumer.keys import KeyLayout, TakeRef
 from tests.support.cfqueue import TOKEN, QueueEmulator
 from tests.support.harness import (
     QUEUE,
+    Whisp,
     env_for,
+    locks,
     put_marker,
     status,
     upload,
@@ -39,6 +42,7 @@ from tests.support.harness import (
 from tests.support.s3 import s3
 from tests.support.s3proxy import S3Proxy, random_faults
 from tests.support.served import Served
+from tests.support.speech import SPEECH_TAKE
 from tests.support.takes import make_take
 
 pytestmark = pytest.mark.slow
@@ -79,11 +83,6 @@ class Receiver:
 
 def record(bucket: str, ref: TakeRef) -> dict[str, Any]:
     return status(bucket, KEYS.status_key(ref)) or {}
-
-
-def locks(bucket: str) -> list[str]:
-    listed = s3().list_objects_v2(Bucket=bucket).get("Contents", [])
-    return [o["Key"] for o in listed if o["Key"].endswith("/.lock")]
 
 
 def test_faults_everywhere_and_no_secret_anywhere(
@@ -149,12 +148,35 @@ def test_faults_everywhere_and_no_secret_anywhere(
 
 
 STAGES = {
-    # stage in the status record -> the proxy rule that makes it last long enough to see
+    # where a is killed -> the proxy rule that makes it last long enough to see
     # (``claimed`` lasts milliseconds: not caught reliably by polling the record)
     "downloading": "chunks",
-    "processing": None,
+    "processing": None,  # the encode
+    "transcribe": None,  # 40 s of speech: seconds of Whisper
     "uploading": "outputs",
 }
+
+
+def speech_excerpt(folder: Path, chunks: int) -> None:
+    """The first ``chunks`` chunks (10 s each) of both tracks of the speech-3min take."""
+    folder.mkdir()
+    for kind in ("video", "audio"):
+        for i in range(chunks):
+            shutil.copy(SPEECH_TAKE / f"{kind}_{i}.webm", folder)
+
+
+def at_stage(w: Whisp, bucket: str, ref: TakeRef, stage: str) -> bool:
+    """Whether w works on the take at ``stage``: for transcription, its worker's ``stage
+    started`` line (transcription may overlap the encode: the record's stage, refreshed
+    every 5 s, can miss it); for the others, the status record's stage."""
+    if stage == "transcribe":
+        return any(
+            line["event"] == "stage started" and line.get("stage") == "transcribe"
+            for line in w.lines()
+            if line.get("user_id") == ref.user_id
+        )
+    seen = record(bucket, ref)
+    return seen.get("stage", "").startswith(stage) and seen.get("owner") == w.owner
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
@@ -163,7 +185,12 @@ def test_a_consumer_killed_at_each_stage_leaves_its_take_to_the_other(
 ) -> None:
     emulator.create_queue(QUEUE, max_retries=5)
     ref = TakeRef("crash", "1", stage)
-    make_take(tmp_path / "take", duration=3.0, chunks=2)
+    marker: dict[str, object] = {"skip_transcription": True}
+    if stage == "transcribe":
+        speech_excerpt(tmp_path / "take", chunks=4)
+        marker = {"language": "en"}
+    else:
+        make_take(tmp_path / "take", duration=3.0, chunks=2)
     upload(versioned(bucket), tmp_path / "take", KEYS.take_prefix(ref))
     rule = STAGES[stage]
 
@@ -175,22 +202,19 @@ def test_a_consumer_killed_at_each_stage_leaves_its_take_to_the_other(
 
     # The whole-take path: a take followed while recorded has its own crash test.
     common: dict[str, object] = {"LEASE_SECONDS": 3, "SWEEP_INTERVAL_SECONDS": 1, "FOLLOW_TAKES": 0}
+    outputs = set(KEYS.output_keys(ref, "wav").values())
     with S3Proxy(os.environ["WHISP_TEST_S3"], slow=slow, delay=3.0) as proxy:
         env_a = env_for(emulator, bucket, tmp_path / "wa", S3_ENDPOINT_URL=proxy.url, **common)
         env_b = env_for(emulator, bucket, tmp_path / "wb", **common)
         with whisp(env_a, tmp_path / "a.log") as a:
             wait_for(lambda: a.owner, 30, "a up")
-            put_marker(bucket, KEYS.take_prefix(ref), {"skip_transcription": True}, emulator)
-            wait_for(
-                lambda: (
-                    record(bucket, ref).get("stage", "").startswith(stage)
-                    and record(bucket, ref).get("owner") == a.owner
-                ),
-                60,
-                f"a at {stage}",
-            )
+            put_marker(bucket, KEYS.take_prefix(ref), marker, emulator)
+            wait_for(lambda: at_stage(a, bucket, ref, stage), 60, f"a at {stage}")
             a.stop(signal.SIGKILL)
         assert record(bucket, ref)["state"] == "processing"
+        if stage != "uploading":  # nothing of a's attempt reached the bucket
+            listed = s3().list_objects_v2(Bucket=bucket).get("Contents", [])
+            assert not outputs & {o["Key"] for o in listed}
         with whisp(env_b, tmp_path / "b.log") as b:
             wait_for(lambda: record(bucket, ref).get("state") == "done", 90, "b finishes it")
             wait_for(lambda: not locks(bucket), 20, "the lock released")
@@ -199,6 +223,8 @@ def test_a_consumer_killed_at_each_stage_leaves_its_take_to_the_other(
         # they do not: a's is left, and is stale by the rule (its pid is gone).
     done = record(bucket, ref)
     assert done["owner"] == b.owner and done["attempts"] == 2
+    if stage == "transcribe":  # b transcribed it again, whole
+        assert done["captions"].startswith("embedded") and done["duration"] > 39
     assert len(b.events("take done")) == 1 and not a.events("take done")
     video = KEYS.output_keys(ref, "wav")["video"]
     versions = s3().list_object_versions(Bucket=bucket, Prefix=video).get("Versions", [])

@@ -69,7 +69,13 @@ def read_status(path: Path) -> dict[str, Any] | None:
 class Whisp:
     """One ``whisp run`` process; its log lines are kept for assertions."""
 
-    def __init__(self, env: dict[str, str], log: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log: Path,
+        cwd: Path | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
@@ -78,6 +84,7 @@ class Whisp:
             cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec,
         )
 
     def lines(self) -> list[dict[str, Any]]:
@@ -120,9 +127,15 @@ class Whisp:
 
 
 @contextmanager
-def whisp(env: dict[str, str], log: Path, cwd: Path | None = None) -> Iterator[Whisp]:
-    """``whisp run`` (of the code in ``cwd``, when given) for the block; killed if left on."""
-    w = Whisp(env, log, cwd)
+def whisp(
+    env: dict[str, str],
+    log: Path,
+    cwd: Path | None = None,
+    preexec: Callable[[], None] | None = None,
+) -> Iterator[Whisp]:
+    """``whisp run`` (of the code in ``cwd``, when given) for the block; killed if left on.
+    ``preexec`` runs in the child before it starts (a resource limit)."""
+    w = Whisp(env, log, cwd, preexec)
     try:
         yield w
     finally:
@@ -196,6 +209,13 @@ def uploads(bucket: str, key: str) -> int:
     client: Any = s3()
     found = client.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
     return sum(1 for v in found if v["Key"] == key)
+
+
+def locks(bucket: str) -> list[str]:
+    """The ``.lock`` objects in the bucket: a lease held, or left by a consumer killed."""
+    client: Any = s3()
+    listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return [o["Key"] for o in listed if o["Key"].endswith("/.lock")]
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 90, what: str = "condition") -> Any:

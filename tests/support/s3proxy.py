@@ -1,7 +1,8 @@
 """A fault-injecting proxy in front of the test S3 server: a consumer pointed at it sees
 the real server, except that the requests one rule picks fail and those another picks
-are slow (as a flaky network or a struggling store would answer them). Every request is
-recorded, to count what a consumer did through it (its uploads, its lease renewals).
+are slow (as a flaky network or a struggling store would answer them), or that the
+bucket goes away for a while (``Outage``). Every request is recorded, to count what a
+consumer did through it (its uploads, its lease renewals).
 
     with S3Proxy(os.environ["WHISP_TEST_S3"], fail=renewals_of_locks) as proxy:
         env = env_for(..., S3_ENDPOINT_URL=proxy.url)
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +39,8 @@ Rule = Callable[[str, str, dict[str, str]], bool]
 # Chaos: what becomes of a request (None: passed on as it is). "503", "500": an error
 # answer; "429": SlowDown; "reset": the connection dropped unanswered; "after-commit": passed
 # on, then answered 500 (the write happened, the client was told it failed); "slow": late.
+# Not among the random ones: "answered-late", passed on at once and answered after the
+# delay (the write done, its answer on its way).
 CHAOS_MODES = ("503", "500", "429", "reset", "after-commit", "slow")
 Chaos = Callable[[str, str, dict[str, str]], str | None]
 
@@ -51,6 +55,50 @@ def random_faults(rate: float, seed: int = 0, modes: tuple[str, ...] = CHAOS_MOD
             return rng.choice(modes) if rng.random() < rate else None
 
     return chaos
+
+
+class Outage:
+    """The bucket gone for a while, as a ``Chaos``: from the first request ``begins``
+    picks, that request and every later one meet ``mode`` ("reset": the connection
+    dropped unanswered; "503", "500": an error answer) for ``seconds``, or until ``end``
+    when ``seconds`` is None. It begins once."""
+
+    def __init__(self, begins: Rule, seconds: float | None = None, mode: str = "reset") -> None:
+        self.begins = begins
+        self.seconds = seconds
+        self.mode = mode
+        self.began: float | None = None  # time.monotonic() of the first failed request
+        self.failed: list[tuple[str, str]] = []  # (method, path) of each request it failed
+        self._ended: float | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, method: str, path: str, headers: dict[str, str]) -> str | None:
+        with self._lock:
+            if self.began is None:
+                if not self.begins(method, path, headers):
+                    return None
+                self.began = time.monotonic()
+            if self._over():
+                return None
+            self.failed.append((method, path))
+            return self.mode
+
+    def end(self) -> None:
+        """The bucket is back now (an outage without ``seconds`` lasts until this)."""
+        with self._lock:
+            if self._ended is None:
+                self._ended = time.monotonic()
+
+    @property
+    def over(self) -> bool:
+        """Whether the outage began and is over."""
+        with self._lock:
+            return self.began is not None and self._over()
+
+    def _over(self) -> bool:
+        assert self.began is not None
+        timed_out = self.seconds is not None and time.monotonic() >= self.began + self.seconds
+        return timed_out or self._ended is not None
 
 
 def renewals_of_locks(method: str, path: str, headers: dict[str, str]) -> bool:
@@ -128,6 +176,8 @@ class S3Proxy:
             out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
             if mode == "after-commit":
                 return _error(500)
+            if mode == "answered-late":
+                await asyncio.sleep(self.delay or 1.0)
             return web.Response(status=answer.status, body=data, headers=out)
 
     def _app(self) -> web.Application:
