@@ -46,16 +46,11 @@ from consumer.marker import MarkerOptions, pipeline_options
 from consumer.status import listing
 from consumer.storage import ObjectInfo
 from consumer.take import Claim, Outcome, TakeJob
-from consumer.workers import cancel_flag
 from pipeline.chunks import parse_chunk_name
 from pipeline.live import write_final
 from pipeline.process import TakeOptions, TakeResult
 
 log = structlog.get_logger(__name__)
-
-# How long a worker told to give a take up may take to do so (it looks every 0.1 s while
-# waiting for a chunk, every second while encoding).
-STOP_SECONDS = 10.0
 
 
 class GaveUp(Exception):
@@ -218,16 +213,12 @@ class Follower:
 
     async def _stop_live(self) -> None:
         """Tell the worker to give the take up and wait until it has (its worker is
-        wanted, its folder is about to go); cancel the wait after ``STOP_SECONDS``."""
+        wanted, its folder is about to go): ``WorkerPool`` waits, once cancelled."""
         if self._live is None or self._live.done():
             return
-        cancel_flag(self.folder / "progress.json").touch()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._live), STOP_SECONDS)
-        except TimeoutError:
-            self._live.cancel()
-        except Exception as e:  # the worker's way of saying it gave the take up
-            log.debug("the worker gave the take up", error=type(e).__name__)
+        self._live.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._live
 
 
 def _error_of(task: asyncio.Task[TakeResult]) -> str:

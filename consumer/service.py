@@ -190,7 +190,9 @@ class Service:
                 continue
             if found.ended:
                 log.info(
-                    "marker of a take running here acknowledged", **logs.take_fields(found.ended[0])
+                    "marker of a take running here acknowledged",
+                    **logs.take_fields(found.ended[0]),
+                    stage="pull",
                 )
             elif message.meta.get("unreadable"):
                 log.warning("unreadable message acknowledged", message_id=message.id)

@@ -9,6 +9,7 @@ flag file beside its progress file, which the worker reads at its next progress 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -31,6 +32,10 @@ from pipeline.live import follow_take
 from pipeline.process import Stage, TakeOptions, TakeResult, process_take
 
 log = structlog.get_logger(__name__)
+
+# How long a worker told to give its take up may take to do so: it looks every 0.1 s
+# while waiting for a chunk, about every second while encoding.
+STOP_SECONDS = 10.0
 
 
 def init_worker(parent: int, log_config: dict[str, Any]) -> None:
@@ -155,11 +160,18 @@ class WorkerPool:
     async def _in_worker(
         self, progress: Path, work: Callable[..., TakeResult], *args: Any
     ) -> TakeResult:
+        """``work(*args)`` in a worker. Cancelled, it tells the worker to give the take up
+        and waits until it has (``STOP_SECONDS`` at most): the caller removes the take's
+        folder next, which a worker still running would write into again."""
         loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, work, *args)
         try:
-            return await loop.run_in_executor(self._executor, work, *args)
+            return await asyncio.shield(future)
         except asyncio.CancelledError:
-            cancel_flag(progress).touch()
+            with contextlib.suppress(OSError):  # its folder may be gone already
+                cancel_flag(progress).touch()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(future, STOP_SECONDS)
             raise
         except BrokenProcessPool:
             self._executor.shutdown(wait=False, cancel_futures=True)

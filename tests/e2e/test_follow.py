@@ -43,16 +43,16 @@ def test_a_follower_killed_mid_take_leaves_it_to_be_made_whole(
     common: dict[str, object] = {"LEASE_SECONDS": 4, "FOLLOW_POLL_SECONDS": 0.3}
     env_a = env_for(emulator, bucket, tmp_path / "wa", **common)
     env_b = env_for(emulator, bucket, tmp_path / "wb", FOLLOW_TAKES=0, **common)
-    with whisp(env_a, tmp_path / "a.log") as a:
+    with whisp(env_a, tmp_path / "a.log") as a, whisp(env_b, tmp_path / "b.log") as b:
         wait_for(lambda: a.events("whisp started"), 60, "a up")
         for name in names[:8]:
             upload(bucket, fixture_take, prefix, [name], emulator)
             time.sleep(0.2)
         wait_for(lambda: a.events("stage started"), 60, "a's worker reading the take")
+        wait_for(lambda: b.events("whisp started"), 60, "b up")
         assert KEYS.follow_key(ref) in keys_of(bucket, prefix)
         a.stop(signal.SIGKILL)
-    killed_at = time.monotonic()
-    with whisp(env_b, tmp_path / "b.log") as b:
+        killed_at = time.monotonic()
         for name in names[8:]:
             upload(bucket, fixture_take, prefix, [name], emulator)
         put_marker(bucket, prefix, {"language": "en"}, emulator)
