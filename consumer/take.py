@@ -385,11 +385,14 @@ class TakeJob:
     async def _wait_for_setup(self, status: StatusRecord, error: TakeError) -> Outcome:
         """A configuration fault is never the take's permanent failure: the take stays
         ``processing`` with the error, its lease is released, and the sweep runs it again."""
-        status.record["error"] = {"kind": error.kind, "message": str(error), "retrying": True}
-        await status.write("processing", "waiting for the set-up")
-        log.error("the set-up stops this take; will retry", error_kind=error.kind, error=str(error))
         attempts = int(status.record.get("attempts", 1))
         delay = take_retry_delay(attempts, self.settings.retry_delay_seconds)
+        status.record["error"] = {"kind": error.kind, "message": str(error), "retrying": True}
+        # The backoff holds for the sweep too (the claim waits for it), not only for the
+        # message: a model missing for a day is not loaded again every sweep.
+        status.record["next_try_at"] = _iso(time.time() + delay)
+        await status.write("processing", "waiting for the set-up")
+        log.error("the set-up stops this take; will retry", error_kind=error.kind, error=str(error))
         return Outcome("retry", str(error), delay=delay)
 
     async def _wait_for_room(self, claim: Claim, error: BaseException) -> Outcome:

@@ -256,6 +256,7 @@ def test_a_missing_model_retries_the_take_until_it_is_there(tmp_path: Path) -> N
         )
         assert waiting["state"] == "processing"
         assert waiting["error"]["retrying"] and "not found" in waiting["error"]["message"]
+        assert waiting["next_try_at"] >= waiting["updated_at"]  # the sweep backs off too
         wait_for(lambda: len(w.events("the set-up stops this take; will retry")) >= 2, 60)
         assert (read_status(root / STATUS) or {}).get("state") != "failed"
         shutil.copytree(bundled, models / "base")
