@@ -16,13 +16,14 @@ import time
 import structlog
 
 from consumer import logs, metrics
-from consumer.errors import LeaseLost, SourceUnavailable, StorageError
+from consumer.errors import LeaseLost, SourceUnavailable, StorageError, disk_full
 from consumer.follow import Follower, GaveUp
 from consumer.keys import TakeRef
 from consumer.retry import take_retry_delay
 from consumer.settings import Settings
 from consumer.sources import Message, Source
 from consumer.take import Claim, Outcome, TakeJob
+from pipeline.errors import reason as reason_of
 
 log = structlog.get_logger(__name__)
 
@@ -114,8 +115,11 @@ class Delivery:
             log.warning("take not followed: the bucket failed", error=str(e))
             reason = str(e)
         except Exception as e:
-            log.exception("take not followed: unexpected error")
-            reason = f"{type(e).__name__}: {e}"
+            if disk_full(e):  # a passing fault of this machine: followed again later
+                log.error("take not followed: no room in WORK_DIR", error=reason_of(e))
+            else:
+                log.exception("take not followed: unexpected error")
+            reason = f"{type(e).__name__}: {reason_of(e)}"
         finally:
             structlog.contextvars.unbind_contextvars(*logs.TAKE_FIELDS, "stage")
         if follower.marker_seen and not follower.handed_over:
