@@ -10,6 +10,8 @@
                                                   to done, this tree vs the code before issue 10
     python bench/run.py progressive [--minutes 10 60] [--pace 1]   a take recorded at pace:
                                                   marker to done, followed vs made whole
+    python bench/run.py captioned [--minutes 10]  whole-take path with captions: transcription
+                                                  heard while encoding vs one after the other
     python bench/run.py all
 
 The FFmpeg CLI comes from the imageio-ffmpeg wheel (whisp itself needs no CLI).
@@ -666,6 +668,42 @@ def bench_progressive(minutes: list[float], pace: float) -> None:
         )
 
 
+def bench_captioned(minutes: float) -> None:
+    """The whole-take path on a 720p VP8 take with speech, captions on (tiny.en, the
+    default settings): transcription heard while the first pass encodes (issue 13),
+    against the two run one after the other, each timed alone in the same run (the
+    first pass with ``--skip-transcription``, then the transcription of the take's speech
+    in a fresh process, the model's loading included)."""
+    import numpy as np
+
+    from tests.support.speech import SPEECH_TAKE, engine_reads
+
+    folder = speech_take(minutes)
+    length = minutes * 60
+    out = Path(tempfile.mkdtemp())
+    try:
+        overlapped, _ = timed([*WHISP, str(folder), "--out", str(out / "both")])
+        encoded, _ = timed([*WHISP, str(folder), "--out", str(out / "e"), "--skip-transcription"])
+        speech = np.tile(engine_reads(SPEECH_TAKE), int(minutes) // 3 + 1)[: int(length) * 16_000]
+        samples = out / "speech.f32"
+        speech.astype(np.float32).tofile(samples)
+        code = (
+            "import sys; from pipeline.transcribe import load_engine, read_samples; "
+            "load_engine().transcribe(read_samples(sys.argv[1]), None)"
+        )
+        heard, _ = timed([sys.executable, "-c", code, str(samples)])
+    finally:
+        shutil.rmtree(out)
+    alone = encoded + heard
+    print(
+        f"captioned {minutes:g} min 720p VP8 + speech, whisp process with tiny.en captions: "
+        f"{overlapped:.1f} s = {overlapped / length:.3f}x its length (target <= 0.3x); one "
+        f"after the other: first pass {encoded:.1f} s + transcription {heard:.1f} s = "
+        f"{alone:.1f} s = {alone / length:.3f}x; ratio = {alone / overlapped:.2f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument(
@@ -679,6 +717,7 @@ def main() -> None:
             "queue",
             "delivery",
             "progressive",
+            "captioned",
             "all",
         ],
     )
@@ -708,6 +747,8 @@ def main() -> None:
         bench_video(minutes[0] if minutes else 10)
     if args.what in ("memory", "all"):
         bench_memory(*(minutes if len(minutes) == 2 else [10, 60]))
+    if args.what in ("captioned", "all"):
+        bench_captioned(minutes[0] if minutes else 10)
     if args.what in ("progressive", "all"):
         bench_progressive(minutes or [10, 60], args.pace)
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.transcribe import Transcript, Word
+from pipeline.voice import Transcript, Word
 
 LINE_WIDTH = 42
 MIN_DURATION = 1.0

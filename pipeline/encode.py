@@ -112,11 +112,14 @@ def encode_take(
     options: MediaOptions | None = None,
     progress: Progress | None = None,
     copy_checked: bool = True,
+    on_speech: Callable[[int], None] | None = None,
 ) -> EncodedTake:
     """First pass: the take's tracks joined, re-timed and encoded into ``work/encoded.ts``.
     An H.264 source is copied once ``copy_blocker`` has read it whole and found nothing
     against it; a take still being recorded cannot be read whole first: it is copied
-    unchecked (``copy_checked=False``) and checked at its end (``pipeline.live``)."""
+    unchecked (``copy_checked=False``) and checked at its end (``pipeline.live``).
+    ``on_speech`` is told how many samples of ``speech.f32`` are written as they are
+    (``pipeline.hearing``)."""
     options = options or MediaOptions()
     work.mkdir(parents=True, exist_ok=True)
     first, channel_layout = _probe_tracks(plan, options)
@@ -153,7 +156,7 @@ def encode_take(
                 copy_from = template.streams.video[0] if template is not None else None
                 video = VideoSink(out, (first.width, first.height), copy_from, options)
             if channel_layout:
-                audio = AudioSink(out, work, channel_layout, options, reading.warnings)
+                audio = AudioSink(out, work, channel_layout, options, reading.warnings, on_speech)
             end = 0.0
             for unit in merged(tracks, options.max_duration):
                 if isinstance(unit.item, av.AudioFrame):

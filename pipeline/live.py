@@ -286,7 +286,7 @@ def follow_take(
 
     def ended() -> TakeOptions:
         options = live.wait_ended().options
-        if options.media != expected.media:
+        if options.media != expected.media or options.transcribe > expected.transcribe:
             raise Diverged("the take's media options are not those it was followed with")
         if not live.consistent():
             raise Diverged("the finished take's tracks are not those followed")

@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline import captions
 from pipeline.captions import Cue
-from pipeline.transcribe import Segment, Transcript, Word
+from pipeline.voice import Segment, Transcript, Word
 
 SCHEMA_VERSION = 1
 

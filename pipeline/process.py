@@ -16,10 +16,11 @@ from pipeline import captions
 from pipeline.chunks import ChunkPlan, TrackSource, plan_take
 from pipeline.encode import encode_take
 from pipeline.errors import NoMedia
+from pipeline.hearing import SAMPLE_BYTES, Hearing
 from pipeline.mux import mux_final, remux_audio
 from pipeline.options import MediaOptions
 from pipeline.probe import without_debris
-from pipeline.transcribe import EngineName, load_engine, read_samples
+from pipeline.transcribe import Engine, EngineName, load_engine, read_samples
 
 # Told the stage's name and the whole take's progress, from 0 to 1, never decreasing.
 Stage = Callable[[str, float], None]
@@ -145,6 +146,23 @@ def process_take(
     return make_take(without_debris(plan), out_dir, work_dir, options, stage)
 
 
+def _engine(options: TakeOptions) -> Engine:
+    return load_engine(
+        options.engine,
+        options.model,
+        device=options.device,
+        compute_type=options.compute_type,
+        threads=options.threads,
+        model_dir=options.model_dir,
+    )
+
+
+def _hears_alike(heard: TakeOptions, options: TakeOptions) -> bool:
+    """Whether a take heard with ``heard`` is heard as its own ``options`` say."""
+    fields = ("engine", "model", "language", "device", "compute_type", "threads", "model_dir")
+    return all(getattr(heard, f) == getattr(options, f) for f in fields)
+
+
 def make_take(
     plan: ChunkPlan[TrackSource],
     out_dir: Path,
@@ -153,9 +171,10 @@ def make_take(
     stage: TakeProgress,
     ended: Callable[[], TakeOptions] | None = None,
 ) -> TakeResult:
-    """The take made from its plan: the first pass (encode), then transcription and the
-    MP4. A take followed while it is recorded (``pipeline.live``) starts with the options
-    the service expects and learns its own, from its marker, only when its first pass has
+    """The take made from its plan: the first pass (encode), heard as it writes the
+    speech (``pipeline.hearing``: transcription overlaps the encoding), then the MP4. A
+    take followed while it is recorded (``pipeline.live``) starts with the options the
+    service expects and learns its own, from its marker, only when its first pass has
     read its last chunk: ``ended`` gives them then."""
     if not plan.tracks:
         raise NoMedia("the take's chunks hold no frames")
@@ -169,38 +188,49 @@ def make_take(
         clock = now
 
     media_options = MediaOptions(**{**asdict(options.media), "speech": options.transcribe})
-    stage("encode")
-    encoded = encode_take(
-        plan,
-        work_dir,
-        media_options,
-        progress=lambda f: stage("encode", f),
-        copy_checked=ended is None,  # a take still being recorded is checked at its end
+    heard = options
+    hearing = (
+        Hearing(work_dir / "speech.f32", lambda: _engine(heard), heard.language)
+        if heard.transcribe
+        else None
     )
-    if ended is not None:
-        options = ended()
+    try:
+        stage("encode")
+        encoded = encode_take(
+            plan,
+            work_dir,
+            media_options,
+            progress=lambda f: stage("encode", f),
+            copy_checked=ended is None,  # a take still being recorded is checked at its end
+            on_speech=hearing.grew if hearing is not None else None,
+        )
+        if ended is not None:
+            options = ended()
+    except BaseException:
+        if hearing is not None:
+            hearing.stop()
+        raise
     lap("encode")
     out_dir.mkdir(parents=True, exist_ok=True)
     names = output_names(options.user_id, options.media.audio_output)
     outputs: dict[str, Path] = {}
     cues: list[captions.Cue] = []
     language = engine_name = model = None
-    if not encoded.audio:
-        captions_state = "skipped: no audio"
-    elif not options.transcribe:
-        captions_state = "skipped: not requested"
+    if not encoded.audio or not options.transcribe:
+        if hearing is not None:
+            hearing.stop()
+        captions_state = "skipped: no audio" if not encoded.audio else "skipped: not requested"
     else:
         stage("transcribe")
-        engine = load_engine(
-            options.engine,
-            options.model,
-            device=options.device,
-            compute_type=options.compute_type,
-            threads=options.threads,
-            model_dir=options.model_dir,
-        )
         assert encoded.speech_path is not None
-        transcript = engine.transcribe(read_samples(encoded.speech_path), options.language)
+        if hearing is not None and _hears_alike(heard, options):
+            hearing.end(encoded.speech_path.stat().st_size // SAMPLE_BYTES)
+            transcript = hearing.result()
+        else:  # the marker asked for another model or language than the one heard with
+            if hearing is not None:
+                hearing.stop()
+            samples = read_samples(encoded.speech_path)
+            transcript = _engine(options).transcribe(samples, options.language)
         language, engine_name, model = transcript.language, transcript.engine, transcript.model
         cues = captions.cues_from(transcript, encoded.duration)
         for role, text in (

@@ -8,6 +8,7 @@ become silence and overlaps are trimmed, padded with silence from the take's sta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class AudioSink:
         channel_layout: str,
         options: MediaOptions,
         warnings: list[str],
+        on_speech: Callable[[int], None] | None = None,
     ) -> None:
         self.channel_layout = channel_layout if channel_layout in ("mono", "stereo") else "stereo"
         self.resampler = av.AudioResampler(
@@ -62,7 +64,7 @@ class AudioSink:
             self.wav = av.open(str(self.wav_path), "w", format="wav")
             self.wav_stream = self.wav.add_stream("pcm_s16le", rate=AUDIO_RATE)
             self.wav_stream.layout = self.channel_layout
-        self.speech = SpeechWriter(work / "speech.f32") if options.speech else None
+        self.speech = SpeechWriter(work / "speech.f32", on_speech) if options.speech else None
         self.warnings = warnings
 
     def write(self, frame: av.AudioFrame, seconds: float) -> None:

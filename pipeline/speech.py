@@ -14,6 +14,7 @@ instead of 1 for a largest sample difference of 0.018):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -26,11 +27,15 @@ class SpeechWriter:
     """Writes the take's decoded audio frames to a file as Whisper's raw float32 samples.
 
     Feed it the frames in take order (any rate, format and layout); ``close`` flushes the
-    resampler and the file. ``pipeline.transcribe.read_samples`` reads the file back.
+    resampler and the file. ``pipeline.transcribe.read_samples`` reads the file back;
+    ``written`` is told each time samples reach the file (``pipeline.hearing`` reads them
+    as they come).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, written: Callable[[int], None] | None = None) -> None:
         self.path = path
+        self._written = written
+        self._told = 0
         self._file = path.open("wb")
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SPEECH_RATE)
         self.samples = 0
@@ -41,6 +46,12 @@ class SpeechWriter:
             samples = out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
             self._file.write(samples.tobytes())
             self.samples += len(samples)
+        # Told about once a second of samples, and at the end.
+        due = frame is None or self.samples >= self._told + SPEECH_RATE
+        if self._written is not None and due:
+            self._file.flush()
+            self._told = self.samples
+            self._written(self.samples)
 
     def close(self) -> None:
         self.write(None)

@@ -10,7 +10,7 @@ import srt
 import webvtt
 
 from pipeline.captions import Cue, cues_from, to_json, to_srt, to_vtt
-from pipeline.transcribe import Segment, Transcript, Word
+from pipeline.voice import Segment, Transcript, Word
 
 LONG = (
     "This sentence is long enough that it cannot fit on two caption lines of forty two "

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import srt
 
-from pipeline import captions, transcribe
+from pipeline import captions, transcribe, voice
 from pipeline.errors import TranscriptionError
 from pipeline.process import TakeOptions, TakeResult, process_take
-from pipeline.transcribe import Segment, SpeechChunk, Word
+from pipeline.voice import Segment, SpeechChunk, Word
 from tests.support.checkpoint import convert
 from tests.support.mediaprobe import subtitles
 from tests.support.paths import SCRIPT
@@ -136,7 +136,7 @@ def test_named_models_include_those_the_original_refused() -> None:
 def test_chunks_keep_short_pauses_and_end_at_long_ones() -> None:
     """Pauses under 2 s stay inside a chunk as spoken; padding never crosses a neighbour."""
     spans = [(1.0, 3.0), (4.9, 6.0), (8.0, 9.0), (9.5, 38.0)]
-    chunks = transcribe.speech_chunks(spans, duration=40.0)
+    chunks = voice.speech_chunks(spans, duration=40.0)
     assert chunks == [
         SpeechChunk(0.6, 6.4, ((1.0, 3.0), (4.9, 6.0))),
         SpeechChunk(7.6, 9.25, ((8.0, 9.0),)),  # 8 to 38 s would not fit in a window
@@ -149,13 +149,13 @@ def test_words_go_back_where_their_voice_is() -> None:
     at the join's far side; a word over padding alone is dropped."""
     samples = np.zeros(40 * 16_000, np.float32)
     chunks = [SpeechChunk(0.0, 5.0, ((0.4, 4.6),)), SpeechChunk(20.0, 25.0, ((20.4, 24.6),))]
-    joined = transcribe.join_speech(samples, chunks)
+    joined = voice.join_speech(samples, chunks)
     assert joined.offsets == [0.0, 5.0]
     assert joined.windows == [0.0, 10.0]
     smeared = Word(4.65, 5.5, " Next", 0.9)  # its middle is past the join, in chunk 2
     before = Word(4.0, 4.5, " that.", 0.9)
     padding = Word(4.7, 4.95, " Thank", 0.1)
-    restored = transcribe.restore_words(
+    restored = voice.restore_words(
         [
             Segment(4.0, 4.95, " that. Thank", (before, padding)),
             Segment(4.65, 5.5, " Next", (smeared,)),
