@@ -84,8 +84,11 @@ def record_pipeline(timings: Mapping[str, float], duration: float) -> None:
     for stage in PIPELINE_STAGES:
         if stage in timings:
             STAGE_SECONDS.labels(stage).observe(timings[stage])
-    if "transcribe" in timings and duration > 0:
-        RTF.observe(timings["transcribe"] / duration)
+    # "heard": transcription's own time, most of it beside the encoding ("transcribe" is
+    # what was left of it when the encoding ended).
+    heard = timings.get("heard", timings.get("transcribe"))
+    if heard is not None and duration > 0:
+        RTF.observe(heard / duration)
 
 
 def record_pull(ok: bool, source: str, backlog: int | None = None) -> None:

@@ -16,6 +16,7 @@ reads the file a region at a time, so memory stays one region whatever the take'
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class Hearing:
         self._stopped = False
         self._result: Transcript | None = None
         self._error: BaseException | None = None
+        self._waited = 0.0
+        self.busy = 0.0  # seconds the thread spent loading and hearing, not waiting
         self._thread = threading.Thread(target=self._run, name="whisp-hearing", daemon=True)
         self._thread.start()
 
@@ -82,8 +85,10 @@ class Hearing:
     def _fetch(self, start: int) -> tuple[np.ndarray, bool]:
         size = round(REGION * SAMPLE_RATE)
         with self._changed:
+            waiting = time.monotonic()
             while not (self._stopped or self._ended or self._written >= start + size):
                 self._changed.wait()
+            self._waited += time.monotonic() - waiting
             if self._stopped:
                 raise _Stopped
             count = min(size, self._written - start)
@@ -93,6 +98,7 @@ class Hearing:
         return np.fromfile(self._path, np.float32, count, offset=start * SAMPLE_BYTES), last
 
     def _run(self) -> None:
+        started = time.monotonic()
         try:
             engine = self._engine()
             language = self._language
@@ -101,3 +107,4 @@ class Hearing:
             pass
         except BaseException as e:  # handed to result()'s caller
             self._error = e
+        self.busy = round(time.monotonic() - started - self._waited, 3)

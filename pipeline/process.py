@@ -226,6 +226,7 @@ def make_take(
         if hearing is not None and _hears_alike(heard, options):
             hearing.end(encoded.speech_path.stat().st_size // SAMPLE_BYTES)
             transcript = hearing.result()
+            timings["heard"] = hearing.busy  # hearing's own time, most of it while encoding
         else:  # the marker asked for another model or language than the one heard with
             if hearing is not None:
                 hearing.stop()
