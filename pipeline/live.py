@@ -286,8 +286,10 @@ def follow_take(
 
     def ended() -> TakeOptions:
         options = live.wait_ended().options
-        if options.media != expected.media or options.transcribe > expected.transcribe:
+        if options.media != expected.media:
             raise Diverged("the take's media options are not those it was followed with")
+        if options.transcribe and not expected.transcribe:
+            raise Diverged("the take asks for captions, and was followed without its speech")
         if not live.consistent():
             raise Diverged("the finished take's tracks are not those followed")
         _check_copy(live, options)
