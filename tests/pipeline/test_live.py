@@ -8,6 +8,7 @@ chunks, file by file.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -82,6 +83,20 @@ def test_a_followed_take_is_the_take_made_whole(fixture_take: Path, tmp_path: Pa
     assert whole.cues > 0 and "video" in whole.outputs and "audio" in whole.outputs
     assert_same_outputs(followed, whole)
     assert not (tmp_path / "follow" / "whole").exists()  # it was followed, not made whole
+    assert followed.timings["heard"] > 0  # heard while it was followed
+
+
+def test_a_marker_asking_for_another_language_is_heard_again_as_it_asks(
+    fixture_take: Path, tmp_path: Path
+) -> None:
+    """Followed with the service's options (language detected), ended by a marker that
+    says "en": the speech written while following is heard again with the marker's options."""
+    asked = dataclasses.replace(OPTIONS, language="en")
+    with recorded(fixture_take, tmp_path / "follow", asked, 0.05):
+        followed = follow_take(tmp_path / "follow", tmp_path / "follow-out", OPTIONS)
+    whole = process_take(fixture_take, tmp_path / "whole-out", tmp_path / "whole", asked)
+    assert followed.followed and "heard" not in followed.timings
+    assert_same_outputs(followed, whole)
 
 
 def test_a_restarted_take_skips_its_header_only_last_chunk_as_the_whole_path_does(
