@@ -10,12 +10,10 @@ waits otherwise. A split track's next chunk goes to the demuxer at once (the str
 carries on); a restarted track's chunk is held back until the one after it has come, as
 a last chunk may be a restarted recorder's header-only debris, which the take skips.
 
-What a live track cannot know before the take ends is checked at its end, against the
-plan of the finished folder made as the whole-take path makes it (``plan_take``,
-``without_debris``): the same kinds, the same joins, and the chunks read so far the first
-of the final ones, in order. Anything else raises ``Diverged``, and the take is made
-whole from the folder, as if it had never been followed: correctness never depends on
-following.
+What a live track cannot know before the take ends is checked at its end against the
+whole-take path's plan of the finished folder (``plan_take``, ``without_debris``): the
+same kinds and joins, and the chunks read so far the first of the final ones, in order.
+Else ``Diverged``: the take is made whole, as if never followed.
 """
 
 from __future__ import annotations
