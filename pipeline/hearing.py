@@ -86,7 +86,9 @@ class Hearing:
         size = round(REGION * SAMPLE_RATE)
         with self._changed:
             waiting = time.monotonic()
-            while not (self._stopped or self._ended or self._written >= start + size):
+            # More than a region written, or the end: with exactly a region and no end
+            # yet, whether it is the last one is not known.
+            while not (self._stopped or self._ended or self._written > start + size):
                 self._changed.wait()
             self._waited += time.monotonic() - waiting
             if self._stopped:

@@ -3,16 +3,20 @@
 A take is heard a region at a time, each ended at a pause; the regions depend only on the
 samples, so a take heard while it is written, however the writing is paced, gets exactly
 the transcript of the finished file heard at once (tiny.en, the 3-minute speech take:
-two regions).
+two regions). What they are given to decode is the same to the byte; what the model makes
+of it is the same within its own nondeterminism (CTranslate2 on a CPU may give another
+float, and so now and then another timestamp or word, from one call to the next).
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pytest
 
@@ -20,7 +24,7 @@ from pipeline import transcribe, voice
 from pipeline.errors import TranscriptionError
 from pipeline.hearing import Hearing
 from pipeline.transcribe import Engine
-from pipeline.voice import CHUNK_GAP, split_at
+from pipeline.voice import CHUNK_GAP, Segment, Transcript, split_at
 from tests.support.speech import SPEECH_TAKE, engine_reads
 
 
@@ -73,19 +77,63 @@ def write_paced(path: Path, samples: np.ndarray, hearing: Hearing, seed: int) ->
     hearing.end(written)
 
 
+class Listening:
+    """An engine that notes what it is given to decode (one entry per region), and decodes
+    it with ``engine``, or not at all (None: no words, the regions only)."""
+
+    def __init__(self, engine: Engine | None) -> None:
+        self.engine = engine
+        self.name, self.model = "faster-whisper", "tiny.en"
+        self.given: list[tuple[str, tuple[float, ...]]] = []
+
+    def transcribe(self, samples: np.ndarray, language: str | None) -> Transcript:
+        return voice.hear(self.name, self.model, self.decode, voice.whole(samples), language)
+
+    def decode(
+        self, joined: np.ndarray, windows: list[float], language: str | None, prompt: str | None
+    ) -> tuple[list[Segment], str]:
+        self.given.append((hashlib.sha256(joined.tobytes()).hexdigest(), tuple(windows)))
+        if self.engine is None:
+            return [], language or "en"
+        return self.engine.decode(joined, windows, language, prompt)
+
+
 def test_a_take_heard_while_it_is_written_is_heard_as_the_finished_file(
     engine: Engine, samples: np.ndarray, tmp_path: Path
 ) -> None:
-    at_once = engine.transcribe(samples, "en")
+    at_once = Listening(engine)
+    whole = at_once.transcribe(samples, "en")
     path = tmp_path / "speech.f32"
-    hearing = Hearing(path, lambda: engine, "en")
+    paced = Listening(engine)
+    hearing = Hearing(path, lambda: paced, "en")
     write_paced(path, samples, hearing, seed=7)
     heard = hearing.result()
-    assert heard == at_once
-    assert heard.duration == len(samples) / voice.SAMPLE_RATE
+    assert len(paced.given) == 2 and paced.given == at_once.given  # the same speech, cut alike
+    assert float(jiwer.wer(whole.text, heard.text)) <= 0.02, (whole.text, heard.text)
+    assert heard.duration == whole.duration == len(samples) / voice.SAMPLE_RATE
     starts = [s.start for s in heard.segments]
     # Both regions were heard, the second one's words in the take's time.
     assert starts == sorted(starts) and starts[0] < 10 and starts[-1] > voice.REGION
+
+
+def test_a_region_written_to_its_last_sample_waits_to_know_if_it_is_the_last(
+    samples: np.ndarray, tmp_path: Path
+) -> None:
+    """With exactly a region written and no end told, the region may be the take's last
+    (heard whole) or not (ended at a pause): the hearing waits to know, as the finished
+    file would tell."""
+    take = samples[: round(voice.REGION * voice.SAMPLE_RATE)]
+    at_once = Listening(None)
+    at_once.transcribe(take, "en")
+    path = tmp_path / "speech.f32"
+    take.tofile(path)
+    paced = Listening(None)
+    hearing = Hearing(path, lambda: paced, "en")
+    hearing.grew(len(take))
+    time.sleep(1.0)  # time enough to hear a region too soon
+    hearing.end(len(take))
+    hearing.result()
+    assert len(at_once.given) == 1 and paced.given == at_once.given
 
 
 def test_a_model_that_cannot_be_loaded_is_an_error_of_the_result(tmp_path: Path) -> None:
